@@ -34,7 +34,8 @@ enum tdm_log_rec_type {
 	TDM_LOG_REC_DEL = 2,   /**< delete key (value empty) */
 	TDM_LOG_REC_EPOCH = 3, /**< first record of a new epoch; value = previous epoch (u64 LE) */
 	TDM_LOG_REC_NOOP = 4,  /**< carries nothing; may hold a value (heartbeat payloads) */
-	TDM_LOG_REC_PAD = 5,   /**< fills to a segment boundary; cursors skip it */
+	TDM_LOG_REC_PAD = 5,   /**< fills to a segment boundary (marked in the length word, see
+	                            record.c); cursors skip it, tdm_log_scan reports it */
 };
 
 /** The fixed header that starts every record, little-endian, in the ring and on disk. */
@@ -103,6 +104,8 @@ struct tdm_log_config {
 	uint32_t max_batch;     /**< flusher: most bytes per write (group-commit batch) */
 	uint64_t checkpoint_bytes; /**< flusher: record the durable point in the segment header
 	                                 at least every this many bytes (bounds torn-tail scans) */
+	bool verify_all;        /**< open: check every record of every segment (default); false:
+	                             only the last segment holding data (faster for big logs) */
 };
 
 /** Fill cfg with defaults: 64 MiB ring, 64 MiB segments, no cap, 1 MiB batches. */
@@ -117,7 +120,7 @@ struct tdm_log_recovery {
 	uint64_t records;       /**< records verified in the scanned part */
 	uint64_t bytes_cut;     /**< torn-tail bytes removed past end (0 after a clean close) */
 	uint32_t segments;      /**< segment files found */
-	char cut_file[512];     /**< where the cut bytes were saved ("" when none) */
+	char cut_file[600];     /**< where the cut bytes were saved ("" when none) */
 };
 
 /**

@@ -1,0 +1,281 @@
+/*
+ * The shared-memory ring: creating and mapping the ring file, and appending records to it.
+ *
+ * The data region is mapped twice back to back so a record that wraps the ring end is contiguous
+ * in memory: writers and readers never split a copy. Appends take no lock and make no system
+ * call: one CAS reserves space, the record is written in place, and the length word is stored
+ * last with release order (the flusher and cursors load it with acquire).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log_pvt.h"
+
+static int shm_path(char *buf, size_t len, const char *name)
+{
+	if (!name || !*name || strchr(name, '/') || strlen(name) > 200)
+		return TDM_ERR(-EINVAL, "ring name '%s' is not valid: use 1-200 characters without '/'",
+			       name ? name : "(null)");
+	snprintf(buf, len, "/dev/shm/%s", name);
+	return 0;
+}
+
+/* Map the file's metadata and its data region twice: [meta][data][data again]. */
+static int map_mirrored(struct tdm_log *log, int fd, uint64_t cap)
+{
+	size_t len = TDM_RING_META_SIZE + 2 * cap;
+	uint8_t *base, *p;
+
+	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return TDM_ERR(-errno, "cannot reserve %zu bytes of address space: %s", len,
+			       strerror(errno));
+	p = mmap(base, TDM_RING_META_SIZE + cap, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 fd, 0);
+	if (p == MAP_FAILED)
+		goto err;
+	p = mmap(base + TDM_RING_META_SIZE + cap, cap, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, fd, TDM_RING_META_SIZE);
+	if (p == MAP_FAILED)
+		goto err;
+	log->map = base;
+	log->map_len = len;
+	log->meta = (struct tdm_ring_meta *)base;
+	log->ring = base + TDM_RING_META_SIZE;
+	log->cap = cap;
+	log->mask = cap - 1;
+	return 0;
+err: {
+	int e = errno;
+	munmap(base, len);
+	return TDM_ERR(-e, "cannot map ring file: %s", strerror(e));
+}
+}
+
+static uint64_t max_span_for(uint64_t cap, uint64_t seg_size)
+{
+	uint64_t m = cap / 4;
+	return m < seg_size ? m : seg_size;
+}
+
+/*
+ * Owner: create the ring file. A file left by an owner that died is replaced; one held by a live
+ * owner (flock) is refused. The stream starts at position `at` (the recovered end).
+ */
+int tdm_ring_create(struct tdm_log *log, const char *name, uint64_t at)
+{
+	struct tdm_ring_meta *m;
+	uint64_t cap = log->cfg.ring_size;
+	int fd, rc;
+
+	rc = shm_path(log->shm_path, sizeof(log->shm_path), name);
+	if (rc)
+		return rc;
+	fd = open(log->shm_path, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			uint32_t pid = 0;
+			if (pread(fd, &pid, 4, offsetof(struct tdm_ring_meta, owner_pid)) != 4)
+				pid = 0;
+			close(fd);
+			return TDM_ERR(-EBUSY, "ring %s is in use by process %u: stop that node or "
+				       "choose another shm_name", log->shm_path, pid);
+		}
+		unlink(log->shm_path); /* a dead owner's ring: attached writers see it orphaned */
+		close(fd);
+	}
+	fd = open(log->shm_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return TDM_ERR(-errno, "cannot create ring %s: %s", log->shm_path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = TDM_ERR(-EBUSY, "ring %s was created by another process at the same time",
+			     log->shm_path);
+		goto err;
+	}
+	if (ftruncate(fd, (off_t)(TDM_RING_META_SIZE + cap)) != 0) {
+		rc = TDM_ERR(-errno, "cannot size ring %s to %llu bytes: %s (is /dev/shm big "
+			     "enough?)", log->shm_path, (unsigned long long)(TDM_RING_META_SIZE + cap),
+			     strerror(errno));
+		goto err;
+	}
+	/* Allocate the pages now so appends never fault in tmpfs memory (or hit ENOSPC as SIGBUS). */
+	rc = posix_fallocate(fd, 0, (off_t)(TDM_RING_META_SIZE + cap));
+	if (rc) {
+		rc = TDM_ERR(-rc, "cannot allocate ring %s (%llu bytes): %s", log->shm_path,
+			     (unsigned long long)(TDM_RING_META_SIZE + cap), strerror(rc));
+		goto err;
+	}
+	rc = map_mirrored(log, fd, cap);
+	if (rc)
+		goto err;
+	log->shm_fd = fd;
+	log->seg_size = log->cfg.segment_size;
+	log->max_span = max_span_for(cap, log->seg_size);
+	madvise(log->map + TDM_RING_META_SIZE, cap, MADV_WILLNEED);
+
+	m = log->meta;
+	m->layout_version = TDM_RING_LAYOUT_VERSION;
+	m->meta_size = TDM_RING_META_SIZE;
+	m->ring_size = cap;
+	m->segment_size = log->seg_size;
+	m->cluster_id = log->cfg.cluster_id;
+	m->owner_pid = (uint32_t)getpid();
+	m->node_id = log->cfg.node_id;
+	snprintf(m->dir, sizeof(m->dir), "%s", log->dir);
+	m->tail.v = m->gate.v = m->published.v = m->written.v = m->durable.v = at;
+	m->start.v = at;
+	log->gate_cache = at;
+	m->state = TDM_RING_OPEN;
+	tdm_store_release(&m->magic, TDM_RING_MAGIC); /* pairs with attach's acquire */
+	return 0;
+err:
+	close(fd);
+	unlink(log->shm_path);
+	return rc;
+}
+
+/* Another process: map a running owner's ring. */
+int tdm_ring_map_existing(struct tdm_log *log, const char *name)
+{
+	struct tdm_ring_meta head;
+	struct stat st;
+	int fd, rc;
+
+	rc = shm_path(log->shm_path, sizeof(log->shm_path), name);
+	if (rc)
+		return rc;
+	fd = open(log->shm_path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return TDM_ERR(-errno, "cannot open ring %s: %s (is the node running, and is the "
+			       "name right?)", log->shm_path, strerror(errno));
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(head) ||
+	    pread(fd, &head, sizeof(head), 0) != (ssize_t)sizeof(head)) {
+		rc = TDM_ERR(-ENOENT, "ring %s is empty or still being created; retry", log->shm_path);
+		goto err;
+	}
+	if (head.magic != TDM_RING_MAGIC) {
+		rc = TDM_ERR(TDM_ERR_CORRUPT, "%s is not a tandem ring (bad magic)", log->shm_path);
+		goto err;
+	}
+	if (head.layout_version != TDM_RING_LAYOUT_VERSION) {
+		rc = TDM_ERR(TDM_ERR_VERSION, "ring %s has layout version %u, this build reads %u: "
+			     "use tools of the node's version", log->shm_path, head.layout_version,
+			     TDM_RING_LAYOUT_VERSION);
+		goto err;
+	}
+	if (head.meta_size != TDM_RING_META_SIZE || !head.ring_size ||
+	    (head.ring_size & (head.ring_size - 1)) ||
+	    (uint64_t)st.st_size != TDM_RING_META_SIZE + head.ring_size) {
+		rc = TDM_ERR(TDM_ERR_CORRUPT, "ring %s has inconsistent sizes", log->shm_path);
+		goto err;
+	}
+	if (head.state != TDM_RING_OPEN || kill((pid_t)head.owner_pid, 0) != 0) {
+		rc = TDM_ERR(TDM_ERR_CLOSED, "ring %s: its owner (process %u) closed it or is gone",
+			     log->shm_path, head.owner_pid);
+		goto err;
+	}
+	rc = map_mirrored(log, fd, head.ring_size);
+	if (rc)
+		goto err;
+	log->shm_fd = fd;
+	log->seg_size = head.segment_size;
+	log->max_span = max_span_for(head.ring_size, head.segment_size);
+	log->gate_cache = tdm_load_acquire(&log->meta->gate.v);
+	snprintf(log->dir, sizeof(log->dir), "%s", log->meta->dir);
+	return 0;
+err:
+	close(fd);
+	return rc;
+}
+
+void tdm_ring_unmap(struct tdm_log *log)
+{
+	if (log->map)
+		munmap(log->map, log->map_len);
+	log->map = NULL;
+	if (log->shm_fd >= 0)
+		close(log->shm_fd);
+	log->shm_fd = -1;
+}
+
+/* Write one record's header and payload at p; the length word stays 0 until publish. */
+static inline void rec_write(uint8_t *p, const struct tdm_log_entry *e, uint64_t pos,
+			     uint32_t epoch, uint32_t len)
+{
+	struct tdm_log_rec_hdr *h = (struct tdm_log_rec_hdr *)p;
+	uint32_t crc;
+
+	h->position = pos;
+	h->hlc = e->hlc;
+	h->epoch = epoch;
+	h->origin = e->origin;
+	h->type = e->type;
+	h->flags = e->flags;
+	h->key_len = e->key_len;
+	h->value_len = e->value_len;
+	if (e->key_len)
+		memcpy(p + TDM_LOG_REC_HDR_SIZE, e->key, e->key_len);
+	if (e->value_len)
+		memcpy(p + TDM_LOG_REC_HDR_SIZE + e->key_len, e->value, e->value_len);
+	crc = tdm_crc32c(0, &len, 4);
+	h->crc = tdm_crc32c(crc, p + 8, len - 8);
+	tdm_store32_release(&h->length, len); /* publish; pairs with readers' acquire */
+}
+
+TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
+			   uint64_t *end)
+{
+	struct tdm_ring_meta *m = log->meta;
+	uint64_t span, old, at, nend, pad, gate;
+	uint32_t len;
+
+	if (e->type == 0 || e->type > TDM_LOG_REC_NOOP || e->key_len > TDM_LOG_MAX_KEY ||
+	    e->value_len > TDM_LOG_MAX_VALUE)
+		return -EINVAL;
+	span = tdm_log_rec_span(e->key_len, e->value_len);
+	if (span > log->max_span)
+		return -EINVAL;
+	if (__builtin_expect(m->state != TDM_RING_OPEN, 0))
+		return m->state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+
+	old = __atomic_load_n(&m->tail.v, __ATOMIC_RELAXED);
+	for (;;) {
+		/* A record never straddles a segment boundary: pad up to it instead. */
+		uint64_t off = old & (log->seg_size - 1);
+		pad = off + span > log->seg_size ? log->seg_size - off : 0;
+		at = old + pad;
+		nend = at + span;
+		/* The cache is published with release so a thread that reads it also sees the
+		 * zeroing the flusher did before moving the gate (acquire chains to its release). */
+		gate = tdm_load_acquire(&log->gate_cache);
+		if (nend - gate > log->cap) {
+			gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
+			tdm_store_release(&log->gate_cache, gate);
+			if (nend - gate > log->cap) {
+				__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
+				return TDM_ERR_BACKPRESSURE;
+			}
+		}
+		if (__atomic_compare_exchange_n(&m->tail.v, &old, nend, true, __ATOMIC_ACQ_REL,
+						__ATOMIC_RELAXED))
+			break;
+	}
+	if (pad)
+		tdm_store32_release((uint32_t *)(log->ring + (old & log->mask)),
+				    TDM_LOG_PAD_FLAG | (uint32_t)pad);
+	len = (uint32_t)(TDM_LOG_REC_HDR_SIZE + e->key_len + e->value_len);
+	rec_write(log->ring + (at & log->mask), e, at, __atomic_load_n(&m->epoch, __ATOMIC_RELAXED),
+		  len);
+	if (pos)
+		*pos = at;
+	if (end)
+		*end = nend;
+	return 0;
+}
