@@ -354,6 +354,18 @@ TDM_API int tdm_log_flusher_do_work(struct tdm_log *log)
 	return work;
 }
 
+TDM_API int tdm_log_flusher_idle(struct tdm_log *log)
+{
+	struct io_uring_cqe *cqe;
+
+	if (!log->owner)
+		return -EINVAL;
+	if (log->fl.inflight)
+		return io_uring_wait_cqe(&log->fl.uring, &cqe); /* reaped by the next step */
+	sched_yield();
+	return 0;
+}
+
 TDM_API int tdm_log_flush_until(struct tdm_log *log, uint64_t pos)
 {
 	if (!log->owner)
@@ -364,13 +376,8 @@ TDM_API int tdm_log_flush_until(struct tdm_log *log, uint64_t pos)
 		int rc = tdm_log_flusher_do_work(log);
 		if (rc < 0)
 			return rc;
-		if (rc == 0) {
-			struct io_uring_cqe *cqe;
-			if (log->fl.inflight)
-				io_uring_wait_cqe(&log->fl.uring, &cqe); /* reaped by the next step */
-			else
-				sched_yield(); /* a writer is still copying its record */
-		}
+		if (rc == 0)
+			tdm_log_flusher_idle(log); /* a batch in flight, or a writer still copying */
 	}
 	return 0;
 }

@@ -264,12 +264,11 @@ static void close_flush(struct tdm_log *log)
 
 	for (;;) {
 		int rc = tdm_log_flusher_do_work(log);
-		struct io_uring_cqe *cqe;
 
 		if (rc < 0)
 			return;
 		if (fl->inflight)
-			io_uring_wait_cqe(&fl->uring, &cqe);
+			tdm_log_flusher_idle(log);
 		else if (rc == 0 && fl->scan == fl->submitted)
 			break;
 	}

@@ -193,6 +193,14 @@ uint32_t tdm_log_epoch(const struct tdm_log *log);   /**< current epoch */
 int tdm_log_flusher_do_work(struct tdm_log *log);
 
 /**
+ * Idle step for a thread that runs only the flusher: when a batch is in flight, sleep in the
+ * kernel until it completes (leaving the CPU to writers and io_uring's workers); otherwise yield.
+ * Call it when tdm_log_flusher_do_work() returns 0. Agents sharing a thread must not call it.
+ * @return 0, or a negative errno from io_uring.
+ */
+int tdm_log_flusher_idle(struct tdm_log *log);
+
+/**
  * Run the flusher until durable >= pos (for tests, tools and single-threaded callers).
  * @return 0; TDM_ERR_FAILED; -EINVAL pos beyond the tail.
  */
