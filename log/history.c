@@ -21,7 +21,6 @@
 
 #define HIST_MAGIC 0x545349484d444e54ull /* "TNDMHIST" */
 #define HIST_VERSION 1u
-#define HIST_MAX 65536
 
 struct hist_entry {
 	uint32_t epoch;
@@ -60,7 +59,7 @@ static int hist_load(const char *dir, struct hist_entry **out)
 			     h.version, HIST_VERSION);
 		goto out;
 	}
-	if (h.count > HIST_MAX) {
+	if (h.count > TDM_LOG_HISTORY_MAX) {
 		rc = TDM_ERR(TDM_ERR_CORRUPT, "%s claims %u entries", path, h.count);
 		goto out;
 	}

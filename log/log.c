@@ -159,12 +159,12 @@ static int recover(struct tdm_log *log)
 /* The epoch to start with: the last entry of the history file (0 when none). */
 static int last_epoch(const char *dir, uint32_t *epoch)
 {
-	struct tdm_log_epoch_start *e = malloc(65536 * sizeof(*e));
+	struct tdm_log_epoch_start *e = malloc(TDM_LOG_HISTORY_MAX * sizeof(*e));
 	int n;
 
 	if (!e)
 		return -ENOMEM;
-	n = tdm_log_history_read(dir, e, 65536);
+	n = tdm_log_history_read(dir, e, TDM_LOG_HISTORY_MAX);
 	*epoch = n > 0 ? e[n - 1].epoch : 0;
 	free(e);
 	return n < 0 ? n : 0;
@@ -209,6 +209,7 @@ TDM_API int tdm_log_open(const struct tdm_log_config *cfg, struct tdm_log **out)
 	log->owner = true;
 	log->cfg = *cfg;
 	snprintf(log->dir, sizeof(log->dir), "%s", cfg->dir);
+	log->seg_size = cfg->segment_size;
 	if (!cfg->shm_name)
 		snprintf(name, sizeof(name), "tandem-%u", cfg->node_id);
 	rc = lock_dir(log);

@@ -328,7 +328,7 @@ static int seg_has_data(int fd, bool *has)
 int tdm_scan_dir(struct tdm_scan_ctx *sc)
 {
 	struct tdm_log_scan_report *r = sc->rep;
-	uint64_t pos, ckpt = 0;
+	uint64_t pos = 0, ckpt = 0;
 	int64_t last_data = -1;
 	int rc, *fds = NULL;
 
@@ -388,6 +388,7 @@ int tdm_scan_dir(struct tdm_scan_ctx *sc)
 		pos = s;
 		rc = scan_records(sc, m + TDM_SEG_HDR_SIZE, s, i == last_data, ckpt, &pos);
 		munmap(m, mlen);
+		r->end = pos;
 		if (rc)
 			goto out;
 	}

@@ -260,6 +260,8 @@ struct tdm_log_epoch_start {
 	uint64_t start;  /**< position of its first record */
 };
 
+#define TDM_LOG_HISTORY_MAX 65536 /**< most epochs a history file holds */
+
 /**
  * Read the history file of dir into out (at most max entries, oldest first).
  * @return number of entries (0 for a log that never began an epoch); TDM_ERR_CORRUPT.
@@ -287,8 +289,8 @@ void tdm_log_stats(const struct tdm_log *log, struct tdm_log_stats *out);
 /** What a scan of a log directory found. */
 struct tdm_log_scan_report {
 	uint64_t start;      /**< first position on disk */
-	uint64_t end;        /**< end of the last valid record */
-	uint64_t records;    /**< valid records seen (PAD included) */
+	uint64_t end;        /**< end of the last valid record (where a scan error was found) */
+	uint64_t records;    /**< valid records seen (PAD included; fn is not called for PAD) */
 	uint32_t segments;   /**< segment files */
 	uint64_t checkpoint; /**< durable point recorded in the last segment's header */
 	uint64_t torn_bytes; /**< non-zero bytes past end in the last segment above the checkpoint */
