@@ -1,0 +1,83 @@
+/*
+ * tandemctl: pieces shared by its commands (command tables, argument parsing, output escaping).
+ *
+ * tandemctl is a tree of commands: `tandemctl GROUP COMMAND [OPTIONS] ARGS`. Each level is a
+ * table of struct tdm_ctl_cmd run by tdm_ctl_dispatch(), which handles `--help` and unknown
+ * names the same way at every level. A new command (status, get, digest, promote, switchover)
+ * is a file with a run function and one row in the top-level table in tandemctl.c.
+ *
+ * Exit status of every command: 0 success, 1 the command ran and found or met an error,
+ * 2 usage error (bad option, missing or malformed argument).
+ */
+#ifndef TDM_CTL_H
+#define TDM_CTL_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TDM_CTL_EXIT_OK 0    /**< success */
+#define TDM_CTL_EXIT_ERROR 1 /**< the command found or met an error (message on stderr) */
+#define TDM_CTL_EXIT_USAGE 2 /**< the command line is wrong (message names the argument) */
+
+/** One command of a table. */
+struct tdm_ctl_cmd {
+	const char *name;    /**< word on the command line */
+	const char *summary; /**< one line for the table's help */
+	/** Run the command: argv[0] is its name, the rest its options and arguments.
+	 *  @return a TDM_CTL_EXIT_ code. */
+	int (*run)(int argc, char **argv);
+};
+
+/** A level of the command tree: a group of commands under one path. */
+struct tdm_ctl_group {
+	const char *path;  /**< full command path, e.g. "tandemctl log" */
+	const char *about; /**< paragraph for the group's help */
+	const struct tdm_ctl_cmd *cmds;
+	size_t ncmds;
+};
+
+/**
+ * Run the command argv[0] (after the group's own options: -h/--help) from group g.
+ * `help` and `help CMD` are accepted as words too.
+ * @return the command's exit code, or TDM_CTL_EXIT_USAGE for an unknown or missing command.
+ */
+int tdm_ctl_dispatch(const struct tdm_ctl_group *g, int argc, char **argv);
+
+/** Print "PATH: message" and "Try 'PATH --help'." to stderr. @return TDM_CTL_EXIT_USAGE. */
+int tdm_ctl_usage_error(const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/**
+ * Report a getopt_long() failure ('?' or ':' returned, with opterr = 0 and a ':'-prefixed
+ * optstring) naming the offending option; opts is the table given to getopt_long.
+ * @return TDM_CTL_EXIT_USAGE.
+ */
+int tdm_ctl_bad_option(const char *path, int ret, char **argv, const struct option *opts);
+
+/**
+ * Parse an unsigned 64-bit number strictly: decimal digits, or 0x/0X and hex digits; no sign,
+ * no spaces, no suffix. On a usage error the message names the option and the text.
+ * @return 0, or TDM_CTL_EXIT_USAGE after printing the error.
+ */
+int tdm_ctl_parse_u64(const char *path, const char *what, const char *s, uint64_t *out);
+
+/** Write s (n bytes) to f for a human: printable ASCII as is, `"` and `\` escaped, other bytes
+ *  as \xNN; at most max input bytes, then "..." when cut. */
+void tdm_ctl_print_escaped(FILE *f, const uint8_t *s, size_t n, size_t max);
+
+/**
+ * Write a JSON string literal (with the quotes).
+ * bytes = false: s is text; valid UTF-8 passes through, each invalid byte becomes U+FFFD.
+ * bytes = true: s is binary; each byte becomes the character of the same number (U+0000 to
+ * U+00FF): printable ASCII as is, everything else \u00XX. Lossless: in Python,
+ * s.encode('latin-1') gives the bytes back.
+ */
+void tdm_ctl_json_str(FILE *f, const void *s, size_t n, bool bytes);
+
+/** tandemctl log ...: offline inspection of a log directory (ctl_log.c). */
+int tdm_ctl_log_run(int argc, char **argv);
+
+#endif /* TDM_CTL_H */
