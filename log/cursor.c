@@ -140,7 +140,14 @@ static int next_from_segment(struct tdm_log_cursor *c, struct tdm_log_rec *rec, 
 		return rc;
 	memcpy(&len, c->win + (c->pos - c->win_pos), 4);
 	if (len & TDM_LOG_PAD_FLAG) {
-		if (tdm_rec_check_pad(&len, 4, c->pos, log->seg_size))
+		uint64_t n = len & ~TDM_LOG_PAD_FLAG;
+		if (n > TDM_LOG_REC_HDR_SIZE) /* the zero check needs the bytes a header would hold */
+			n = TDM_LOG_REC_HDR_SIZE;
+		rc = window_fill(c, c->pos, (size_t)n, limit);
+		if (rc)
+			return rc;
+		if (tdm_rec_check_pad(c->win + (c->pos - c->win_pos),
+				      c->win_len - (size_t)(c->pos - c->win_pos), c->pos, log->seg_size))
 			return corrupt(c, "segment file");
 		c->pos += len & ~TDM_LOG_PAD_FLAG;
 		*skip = true;
@@ -185,8 +192,14 @@ static int next_from_ring(struct tdm_log_cursor *c, struct tdm_log_rec *rec, boo
 		return len ? 0 : TDM_ERR_EMPTY;
 	}
 	if (len & TDM_LOG_PAD_FLAG) {
-		if (tdm_rec_check_pad(&len, 4, c->pos, log->seg_size))
+		if (tdm_rec_check_pad(p, len & ~TDM_LOG_PAD_FLAG, c->pos, log->seg_size)) {
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(&m->gate.v, __ATOMIC_RELAXED) > c->pos) {
+				*moved = true; /* the bytes were reused meanwhile */
+				return 0;
+			}
 			return corrupt(c, "ring");
+		}
 		c->pos += len & ~TDM_LOG_PAD_FLAG;
 		*skip = true;
 		return 0;

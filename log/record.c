@@ -22,7 +22,8 @@
  *
  * PAD (fills the end of a segment so that no record straddles two segment files)
  *   0   4    length     0x80000000 | span; span is a multiple of 8 and P + span is a multiple of
- *                       the segment size. The span's other bytes are zero and not checked.
+ *                       the segment size. The span's other bytes are zero, and readers check that
+ *                       (a record whose top length bit flipped is not taken for a PAD).
  *
  * RING FILE  /dev/shm/<name>  (struct tdm_ring_meta in log_pvt.h, _Static_assert'ed)
  *   0       16 KiB metadata: magic "TNDMRING", layout version 1, ring and segment sizes, cluster
@@ -85,17 +86,27 @@ static inline uint64_t rd64(const uint8_t *p)
 	return v;
 }
 
-/* A PAD at pos: flag set, aligned span that ends exactly on a segment boundary. */
+/*
+ * A PAD at pos: flag set, aligned span, ending exactly on a segment boundary when seg_size is
+ * known, and zero after the length word for the bytes available (at least the first 40 must be:
+ * a real record whose length word was damaged has its checksum and position there).
+ */
 int tdm_rec_check_pad(const void *buf, size_t avail, uint64_t pos, uint64_t seg_size)
 {
-	uint32_t len = rd32(buf);
+	const uint8_t *p = buf;
+	uint32_t len = rd32(p);
 	uint64_t span = len & ~TDM_LOG_PAD_FLAG;
+	size_t n = span < avail ? (size_t)span : avail;
 
 	if (!(len & TDM_LOG_PAD_FLAG) || span == 0 || span % TDM_LOG_REC_ALIGN)
 		return TDM_ERR_CORRUPT;
 	if (seg_size && (pos + span) % seg_size != 0)
 		return TDM_ERR_CORRUPT;
-	(void)avail;
+	if (n < span && n < TDM_LOG_REC_HDR_SIZE)
+		return TDM_ERR_CORRUPT;
+	for (size_t i = 4; i < n; i++)
+		if (p[i])
+			return TDM_ERR_CORRUPT;
 	return 0;
 }
 

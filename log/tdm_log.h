@@ -211,7 +211,8 @@ int tdm_log_flush_until(struct tdm_log *log, uint64_t pos);
 /**
  * Copy len stream bytes starting at pos into buf: from the ring while they are still there,
  * from segment files otherwise.
- * @return 0; TDM_ERR_EMPTY part of the range is not written yet; TDM_ERR_TRIMMED pos is older
+ * @return 0; TDM_ERR_EMPTY part of the range is past the published position (what the flusher
+ *         has seen published; cursors see records as soon as they are published); TDM_ERR_TRIMMED pos is older
  *         than the oldest retained segment; -EIO etc. on read errors.
  */
 int tdm_log_read(struct tdm_log *log, uint64_t pos, void *buf, size_t len);
