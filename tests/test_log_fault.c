@@ -265,10 +265,17 @@ static void test_crash_seed(void **state)
 	 * last segment holding data (a torn write). Recovery must end exactly there. */
 	uint64_t torn_at = UINT64_MAX;
 	if (p.tear && rep.end > 0) {
-		uint64_t lstart = (rep.end - 1) / p.seg * p.seg;
+		/* The last segment holding data: when the kill left a partial record at the very
+		 * start of a segment, the end is that segment's start and every record before it is
+		 * durable (a segment is written only after the one before it was synced). */
+		uint64_t lstart = rep.end / p.seg * p.seg;
 		char path[400];
-		uint8_t cp[8];
+		uint8_t cp[8], w[4] = {0};
 		uint64_t ckpt;
+		seg_path(fx, lstart, path, sizeof(path));
+		if (access(path, F_OK) != 0 || tlog_pread_bytes(path, SEG_HDR, w, 4) != 0 ||
+		    !(w[0] | w[1] | w[2] | w[3]))
+			lstart = (rep.end - 1) / p.seg * p.seg;
 		seg_path(fx, lstart, path, sizeof(path));
 		assert_ok(tlog_pread_bytes(path, 512, cp, 8));
 		memcpy(&ckpt, cp, 8);
