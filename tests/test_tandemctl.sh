@@ -1,0 +1,359 @@
+#!/bin/bash
+# End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c).
+#
+#   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
+#
+# MKLOG (tests/mklog.c) writes a multi-segment log with deterministic records and lists their
+# positions; the tool's output is checked against that list, then against damaged copies of the
+# log (a flipped byte in a middle segment, a middle segment removed) and bad command lines.
+# Exit codes checked: 0 sound, 1 error found, 2 usage. Stops at the first failed assertion
+# (expected vs got, and the command's output); the last line is "N passed, 0 failed".
+# Exits 77 (skipped) when mklog cannot open a log because io_uring is unavailable.
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 TANDEMCTL MKLOG" >&2
+	exit 2
+fi
+CTL=$1
+MKLOG=$2
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tdm-cli-XXXXXX")
+SHM_FILES=()
+cleanup() {
+	rm -rf -- "$TMP"
+	local f
+	for f in "${SHM_FILES[@]}"; do
+		rm -f -- "$f"
+	done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SEG=65536       # segment size: data starts at file offset 4096 of each segment file
+COUNT=1500      # records: about 8 segments
+HDR=4096
+PASSED=0
+OUT=$TMP/out
+ERR=$TMP/err
+RC=0
+CMD=""
+
+# ---- Assertions ----
+
+fail() {
+	echo "FAIL: $1" >&2
+	echo "  expected: $2" >&2
+	echo "  got:      $3" >&2
+	if [ -n "$CMD" ]; then
+		echo "  last command: $CMD (exit $RC)" >&2
+		echo "  --- its stdout (first 20 lines) ---" >&2
+		head -n 20 "$OUT" >&2 || true
+		echo "  --- its stderr ---" >&2
+		head -n 20 "$ERR" >&2 || true
+	fi
+	echo "$PASSED passed, 1 failed"
+	exit 1
+}
+
+pass() {
+	PASSED=$((PASSED + 1))
+	echo "ok $PASSED: $1"
+}
+
+# run CMD...: run it, stdout to $OUT, stderr to $ERR, exit status in $RC
+run() {
+	CMD="$*"
+	RC=0
+	"$@" >"$OUT" 2>"$ERR" || RC=$?
+}
+
+expect_rc() { # DESC WANT
+	if [ "$RC" -ne "$2" ]; then
+		fail "$1" "exit status $2" "exit status $RC"
+	fi
+	pass "$1"
+}
+
+expect_eq() { # DESC WANT GOT
+	if [ "$2" != "$3" ]; then
+		fail "$1" "$2" "$3"
+	fi
+	pass "$1"
+}
+
+expect_in() { # DESC FILE TEXT: FILE contains TEXT (fixed string)
+	if ! grep -qF -- "$3" "$2"; then
+		fail "$1" "$(basename "$2") containing '$3'" "$(head -c 600 "$2")"
+	fi
+	pass "$1"
+}
+
+expect_py() { # DESC PYTHON-CODE [ARGS...]: the code prints "" on success, else what is wrong
+	local desc=$1 code=$2 got
+	shift 2
+	got=$(python3 -c "$code" "$@" 2>&1) || got="python3 failed: $got"
+	if [ -n "$got" ]; then
+		fail "$desc" "(checked by python3)" "$got"
+	fi
+	pass "$desc"
+}
+
+# ---- Make the log ----
+
+# mklog DIR: write the log; its listing goes to DIR.list. 77 from mklog skips the whole test.
+mklog() {
+	local rc=0 pid
+	"$MKLOG" "$1" "$COUNT" "$SEG" >"$1.list" 2>"$TMP/mklog.err" &
+	pid=$!
+	SHM_FILES+=("/dev/shm/tdm-mklog-$pid")
+	wait "$pid" || rc=$?
+	if [ "$rc" -eq 77 ]; then
+		cat "$TMP/mklog.err" >&2
+		echo "SKIP: mklog could not open a log (io_uring unavailable)"
+		exit 77
+	fi
+	if [ "$rc" -ne 0 ]; then
+		CMD=""
+		fail "mklog $1 $COUNT $SEG" "exit status 0" "exit status $rc: $(cat "$TMP/mklog.err")"
+	fi
+}
+
+LOG=$TMP/clean
+mklog "$LOG"
+mapfile -t POS < <(awk '$1 == "rec" { print $2 }' "$LOG.list")
+mapfile -t TYPES < <(awk '$1 == "rec" { print $3 }' "$LOG.list")
+SUMMARY=$(tail -n 1 "$LOG.list")
+PADS=$(sed -n 's/.* pads=\([0-9]*\).*/\1/p' <<<"$SUMMARY")
+END=$(sed -n 's/.* end=\([0-9]*\).*/\1/p' <<<"$SUMMARY")
+NSEG=$(find "$LOG" -maxdepth 1 -name '*.seg' | wc -l)
+SEG1=$(printf '%016x.seg' "$SEG")    # the second segment file (stream positions SEG..2*SEG)
+LAST=${POS[$((COUNT - 1))]}
+
+expect_eq "mklog listed every record" "$COUNT" "${#POS[@]}"
+expect_eq "mklog's log has at least 4 segments with data" 1 "$((END > 3 * SEG))"
+expect_eq "mklog's log holds PAD records" 1 "$((PADS > 0))"
+# Every file the tool reads, to check that it changed nothing.
+SUM_BEFORE=$(cd "$LOG" && sha256sum -- * | sort)
+
+# ---- verify on a clean log ----
+
+run "$CTL" log verify "$LOG"
+expect_rc "verify clean log: exit 0" 0
+expect_in "verify clean log: says sound" "$OUT" "log $LOG: sound"
+expect_eq "verify clean log: records = mklog's records + PADs" "$((COUNT + PADS))" \
+	"$(awk '$1 == "records" { print $2 }' "$OUT")"
+expect_eq "verify clean log: segments" "$NSEG" "$(awk '$1 == "segments" { print $2 }' "$OUT")"
+expect_eq "verify clean log: end" "$END" "$(awk '$1 == "end" { print $2 }' "$OUT")"
+expect_eq "verify clean log: last record" "$LAST" \
+	"$(awk '$1 == "last" && $2 == "record" { print $3 }' "$OUT")"
+expect_eq "verify clean log: nothing on stderr" "" "$(cat "$ERR")"
+
+run "$CTL" log verify --json "$LOG"
+expect_rc "verify --json clean log: exit 0" 0
+expect_py "verify --json clean log: one object with the log's figures" '
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+if len(lines) != 1:
+    sys.exit(print(f"{len(lines)} lines, want 1"))
+v = json.loads(lines[0])
+want = {"dir": sys.argv[2], "result": "ok", "records": int(sys.argv[3]), "segments": int(sys.argv[4]),
+        "start": 0, "end": int(sys.argv[5]), "last_record": int(sys.argv[6]), "torn_bytes": 0,
+        "error": None}
+bad = [f"{k}={v.get(k)!r} (want {w!r})" for k, w in want.items() if v.get(k) != w]
+print("; ".join(bad))
+' "$OUT" "$LOG" "$((COUNT + PADS))" "$NSEG" "$END" "$LAST"
+
+run "$CTL" log verify --cluster 7 "$LOG"
+expect_rc "verify --cluster 7 (the log's cluster): exit 0" 0
+run "$CTL" log verify -c 8 "$LOG"
+expect_rc "verify -c 8 (another cluster): exit 1" 1
+expect_in "verify -c 8: names the first segment" "$ERR" "$LOG/0000000000000000.seg"
+
+# ---- dump ----
+
+run "$CTL" log dump "$LOG"
+expect_rc "dump clean log: exit 0" 0
+expect_eq "dump: one line per non-PAD record" "$COUNT" "$(wc -l <"$OUT")"
+expect_eq "dump: positions are mklog's" "$(printf '%s\n' "${POS[@]}")" "$(awk '{ print $1 }' "$OUT")"
+expect_eq "dump: types are mklog's" "$(printf '%s\n' "${TYPES[@]}")" "$(awk '{ print $2 }' "$OUT")"
+expect_in "dump: record 1's fields" "$OUT" \
+	"${POS[1]} PUT   epoch=0 origin=1 hlc=2 len=150 value_len=101 key_len=9 key=\"k00000001\""
+expect_eq "dump clean log: nothing on stderr" "" "$(cat "$ERR")"
+
+run "$CTL" log dump --json "$LOG"
+expect_rc "dump --json clean log: exit 0" 0
+expect_py "dump --json: every line parses, positions increase and are mklog's" '
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+want = [l.split() for l in open(sys.argv[2]) if l.startswith("rec ")]
+if len(lines) != len(want):
+    sys.exit(print(f"{len(lines)} lines, want {len(want)}"))
+prev = -1
+for i, (line, (_, pos, typ)) in enumerate(zip(lines, want)):
+    try:
+        r = json.loads(line)
+    except ValueError as e:
+        sys.exit(print(f"line {i + 1} is not JSON ({e}): {line}"))
+    p = r["position"]
+    if p <= prev:
+        sys.exit(print(f"line {i + 1}: position {p} after {prev}"))
+    prev = p
+    key = "" if typ == "NOOP" else f"k{i:08d}"
+    got = (r["position"], r["type"], r["hlc"], r["origin"], r["key"])
+    exp = (int(pos), typ, i + 1, 1, key)
+    if got != exp:
+        sys.exit(print(f"line {i + 1}: (position, type, hlc, origin, key) = {got}, want {exp}"))
+' "$OUT" "$LOG.list"
+
+# ---- dump --from / --limit ----
+
+K=$((COUNT / 2))
+P=${POS[$K]}
+run "$CTL" log dump --from "$P" "$LOG"
+expect_rc "dump --from (a record's position): exit 0" 0
+expect_eq "dump --from POS[$K]: the records from $K on" \
+	"$(printf '%s\n' "${POS[@]:$K}")" "$(awk '{ print $1 }' "$OUT")"
+run "$CTL" log dump --from "$((P + 1))" "$LOG"
+expect_rc "dump --from (inside a record): exit 0" 0
+expect_eq "dump --from POS[$K]+1: starts at the next record" \
+	"$(printf '%s\n' "${POS[@]:$((K + 1))}")" "$(awk '{ print $1 }' "$OUT")"
+run "$CTL" log dump -f "$(printf '0x%x' "$P")" -n 3 "$LOG"
+expect_rc "dump -f 0xPOS -n 3: exit 0" 0
+expect_eq "dump -f 0xPOS -n 3: three records from $K" \
+	"$(printf '%s\n' "${POS[@]:$K:3}")" "$(awk '{ print $1 }' "$OUT")"
+run "$CTL" log dump --limit 5 --json "$LOG"
+expect_rc "dump --limit 5 --json: exit 0" 0
+expect_eq "dump --limit 5 --json: the first five records" \
+	"$(printf '%s\n' "${POS[@]:0:5}")" \
+	"$(python3 -c 'import json, sys; [print(json.loads(l)["position"]) for l in sys.stdin]' <"$OUT")"
+run "$CTL" log dump --from "$END" "$LOG"
+expect_rc "dump --from END: exit 0" 0
+expect_eq "dump --from END: no records" 0 "$(wc -l <"$OUT")"
+run "$CTL" log dump --limit 0 "$LOG"
+expect_rc "dump --limit 0: exit 2" 2
+expect_in "dump --limit 0: says why" "$ERR" "--limit: must be at least 1"
+run "$CTL" log dump --from 12x "$LOG"
+expect_rc "dump --from 12x: exit 2" 2
+expect_in "dump --from 12x: names the value" "$ERR" "'12x' is not a number"
+
+expect_eq "verify and dump changed nothing in the log" "$SUM_BEFORE" \
+	"$(cd "$LOG" && sha256sum -- * | sort)"
+
+# ---- A flipped byte inside a record of a middle segment ----
+
+BAD=$TMP/flipped
+cp -a "$LOG" "$BAD"
+# The second segment's first record starts at its file offset 4096 (stream position SEG): flip
+# a byte 100 bytes into it (python3 checks that its length word covers that byte), else a byte
+# of its CRC.
+expect_eq "the second segment starts with one of mklog's records" 1 \
+	"$(printf '%s\n' "${POS[@]}" | awk -v s="$SEG" '$1 == s { n++ } END { print n + 0 }')"
+if ! FLIP=$(python3 -c '
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    f.seek(int(sys.argv[2]))
+    (length,) = struct.unpack("<I", f.read(4))
+if length & 0x80000000 or length < 40:
+    sys.exit(f"the segment does not start with a record (length word {length:#x})")
+print(int(sys.argv[2]) + (100 if length > 100 else 4))
+' "$BAD/$SEG1" "$HDR" 2>&1); then
+	CMD=""
+	fail "a byte to flip in the first record of $SEG1" "a file offset" "$FLIP"
+fi
+python3 -c '
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]))
+    b = f.read(1)[0]
+    f.seek(int(sys.argv[2]))
+    f.write(bytes([b ^ 0x10]))
+' "$BAD/$SEG1" "$FLIP"
+
+run "$CTL" log verify "$BAD"
+expect_rc "verify, flipped byte at $SEG1+$FLIP: exit 1" 1
+expect_in "verify, flipped byte: names the segment file" "$ERR" "$BAD/$SEG1"
+expect_in "verify, flipped byte: the record's offset and position" "$ERR" \
+	"at byte offset $HDR (stream position $SEG = $(printf '0x%x' "$SEG"))"
+expect_in "verify, flipped byte: says ERROR" "$OUT" "log $BAD: ERROR"
+run "$CTL" log verify --json "$BAD"
+expect_rc "verify --json, flipped byte: exit 1" 1
+expect_py "verify --json, flipped byte: error names the file, offset and position" '
+import json, sys
+v = json.loads(open(sys.argv[1]).read())
+e = v.get("error") or {}
+got = (v.get("result"), e.get("file"), e.get("offset"), e.get("position"))
+want = ("error", sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+print("" if got == want else f"(result, file, offset, position) = {got}, want {want}")
+' "$OUT" "$BAD/$SEG1" "$HDR" "$SEG"
+NBEFORE=$(printf '%s\n' "${POS[@]}" | awk -v s="$SEG" '$1 < s' | wc -l)
+run "$CTL" log dump "$BAD"
+expect_rc "dump, flipped byte: exit 1" 1
+expect_eq "dump, flipped byte: prints the records before the bad one" \
+	"$(printf '%s\n' "${POS[@]:0:$NBEFORE}")" "$(awk '{ print $1 }' "$OUT")"
+expect_in "dump, flipped byte: names the segment file" "$ERR" "$BAD/$SEG1"
+
+# ---- A middle segment removed ----
+
+GAP=$TMP/gap
+cp -a "$LOG" "$GAP"
+rm -- "$GAP/$SEG1"
+run "$CTL" log verify "$GAP"
+expect_rc "verify, $SEG1 removed: exit 1" 1
+expect_in "verify, segment removed: names the missing file" "$ERR" "$GAP/$SEG1"
+expect_in "verify, segment removed: says it is missing" "$ERR" "missing"
+run "$CTL" log dump "$GAP"
+expect_rc "dump, segment removed: exit 1" 1
+expect_in "dump, segment removed: names the missing file" "$ERR" "$GAP/$SEG1"
+
+# ---- Empty directory ----
+
+mkdir "$TMP/empty"
+run "$CTL" log verify --json "$TMP/empty"
+expect_rc "verify, empty directory: exit 0" 0
+expect_in "verify, empty directory: result empty" "$OUT" '"result":"empty"'
+
+# ---- Usage errors: exit 2, the culprit named ----
+
+run "$CTL" log verify --bogus "$LOG"
+expect_rc "verify --bogus: exit 2" 2
+expect_in "verify --bogus: names the option" "$ERR" "unknown option '--bogus'"
+run "$CTL" log dump -x "$LOG"
+expect_rc "dump -x: exit 2" 2
+expect_in "dump -x: names the option" "$ERR" "unknown option '-x'"
+run "$CTL" log verify --json=1 "$LOG"
+expect_rc "verify --json=1: exit 2" 2
+expect_in "verify --json=1: names the option" "$ERR" "option '--json' takes no value"
+run "$CTL" log dump "$LOG" --from
+expect_rc "dump DIR --from (no value): exit 2" 2
+expect_in "dump --from without a value: names the option" "$ERR" "option '--from' needs a value"
+run "$CTL" log verify
+expect_rc "verify without DIR: exit 2" 2
+expect_in "verify without DIR: says so" "$ERR" "missing DIR"
+run "$CTL" log verify "$LOG" extra
+expect_rc "verify DIR extra: exit 2" 2
+expect_in "verify DIR extra: names the argument" "$ERR" "unexpected argument 'extra'"
+run "$CTL" log verify "$TMP/nonexistent"
+expect_rc "verify on a missing directory: exit 2" 2
+expect_in "verify on a missing directory: names it" "$ERR" "$TMP/nonexistent"
+run "$CTL" log frob
+expect_rc "log frob: exit 2" 2
+expect_in "log frob: names the command" "$ERR" "unknown command 'frob'"
+run "$CTL" --bogus
+expect_rc "tandemctl --bogus: exit 2" 2
+expect_in "tandemctl --bogus: names the option" "$ERR" "unknown option '--bogus'"
+
+# ---- Help ----
+
+for args in "--help" "log --help" "log verify --help" "log dump --help" "log help dump" "help log"; do
+	# shellcheck disable=SC2086 # split the words on purpose
+	run "$CTL" $args
+	expect_rc "tandemctl $args: exit 0" 0
+	expect_in "tandemctl $args: prints a usage" "$OUT" "Usage: tandemctl"
+done
+run "$CTL" --version
+expect_rc "tandemctl --version: exit 0" 0
+expect_in "tandemctl --version: prints the version" "$OUT" "tandemctl "
+
+echo "$PASSED passed, 0 failed"
