@@ -239,14 +239,25 @@ static int submit_batch(struct tdm_log *log)
 	return 1;
 }
 
-/* Zero written ring bytes and move the gate, so that at least half the ring is free. */
+/*
+ * Zero written ring bytes and move the gate. Normally up to half the ring keeps recent history
+ * readable from memory; once a writer has been refused for back-pressure, every written byte is
+ * freed, so a burst can use the whole ring and only unwritten data ever holds writers back.
+ */
 static int free_ring(struct tdm_log *log)
 {
 	struct tdm_ring_meta *m = log->meta;
 	uint64_t gate = m->gate.v, written = m->written.v;
 	uint64_t tail = tdm_load_acquire(&m->tail.v);
 	uint64_t want = tail > log->cap / 2 ? tail - log->cap / 2 : 0;
-	uint64_t to = want < written ? want : written;
+	uint64_t bp = __atomic_load_n(&m->backpressure.v, __ATOMIC_RELAXED);
+	uint64_t to;
+
+	if (bp != log->fl.backpressure_seen) {
+		log->fl.backpressure_seen = bp;
+		want = written;
+	}
+	to = want < written ? want : written;
 
 	if (to <= gate)
 		return 0;

@@ -160,6 +160,7 @@ struct tdm_flusher {
 	uint64_t stall_since_ns;
 	bool stall_reported;
 	uint32_t retention_tick;
+	uint64_t backpressure_seen; /**< writers' back-pressure count at the last free_ring */
 	bool failed;
 };
 

@@ -96,7 +96,10 @@ int tdm_log_rec_check(const void *buf, size_t avail, uint64_t pos);
 struct tdm_log_config {
 	const char *dir;        /**< segment directory (created when missing) */
 	const char *shm_name;   /**< ring name: the file /dev/shm/<shm_name>; NULL: "tandem-<node_id>" */
-	uint64_t ring_size;     /**< ring data bytes: power of two, >= 64 KiB */
+	uint64_t ring_size;     /**< ring data bytes: power of two, >= 64 KiB. Up to half keeps
+	                             recent records readable from memory; all of it is usable for
+	                             a burst (refused appends make the flusher free what is written);
+	                             one record's span is at most ring_size / 4 */
 	uint64_t segment_size;  /**< data bytes per segment file: power of two, >= 64 KiB */
 	uint64_t retention_cap; /**< most bytes of segments kept for lagging peers; 0 = no cap */
 	uint64_t cluster_id;    /**< written into every segment; a mismatch on open is an error */
