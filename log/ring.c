@@ -260,6 +260,11 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 			tdm_store_release(&log->gate_cache, gate);
 			if (nend - gate > log->cap) {
 				__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
+				/* Refused anyway, so a system call is affordable: an attached
+				 * writer learns here that the owner died without closing. */
+				if (!log->owner && kill((pid_t)m->owner_pid, 0) != 0 &&
+				    errno == ESRCH)
+					return TDM_ERR_CLOSED;
 				return TDM_ERR_BACKPRESSURE;
 			}
 		}

@@ -163,7 +163,8 @@ const struct tdm_log_recovery *tdm_log_recovery(const struct tdm_log *log);
  * @param end  out, may be NULL: the position just past it (wait for durable >= end)
  * @return 0; TDM_ERR_BACKPRESSURE the ring is full up to the flusher (nothing written, retry);
  *         -EINVAL bad type or sizes (too large for the ring or a segment); TDM_ERR_FAILED the
- *         log has stopped after an I/O error; TDM_ERR_CLOSED the owner closed the ring.
+ *         log has stopped after an I/O error; TDM_ERR_CLOSED the owner closed the ring, or
+ *         (seen when the ring is full) its process is gone.
  */
 int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
 		   uint64_t *end);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,53 @@ static void test_attach_owner_closes(void **state)
 	/* The record appended before the close was flushed by the close. */
 	assert_ok(tlog_open(fx, &cfg, &log));
 	assert_u64(tdm_log_recovery(log)->end, tdm_log_rec_span(9, 10));
+}
+
+/* An attached writer whose owner was killed (no close) gets TDM_ERR_CLOSED once the ring is full,
+ * never back-pressure forever. */
+static void test_attach_owner_killed(void **state)
+{
+	struct tlog_fx *fx = *state;
+	struct tdm_log_config cfg;
+	tlog_config(fx, &cfg, 64 * KIB, 64 * KIB);
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) { /* the owner: open, say so, wait to be killed (no flusher runs) */
+		struct tdm_log *own = NULL;
+		char ch = tdm_log_open(&cfg, &own) == 0 ? 'R' : 'E';
+		close(ready[0]);
+		if (write(ready[1], &ch, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	tlog_track_child(fx, pid);
+	close(ready[1]);
+	char ch = 0;
+	assert_int_equal(read(ready[0], &ch, 1), 1);
+	close(ready[0]);
+	assert_int_equal(ch, 'R');
+	struct tdm_log *a = NULL;
+	assert_ok(tdm_log_attach(fx->shm, &a));
+	kill(pid, SIGKILL);
+	int wst;
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	tlog_forget_child(fx, pid);
+
+	struct tlog_gen *g = tlog_alloc(fx, sizeof(*g));
+	struct tdm_log_entry e;
+	g->seed = 3;
+	tlog_entry(g, &e, 0, 9, 100, TDM_LOG_REC_PUT, 2);
+	int rc = 0;
+	unsigned i;
+	for (i = 0; i < 10000 && rc == 0; i++) /* the 64 KiB ring fills long before */
+		rc = tdm_log_append(a, &e, NULL, NULL);
+	tdm_log_close(a);
+	if (rc != TDM_ERR_CLOSED)
+		fail_msg("append %u after the owner was killed: %d (%s), want TDM_ERR_CLOSED", i, rc,
+			 tdm_strerror(rc));
 }
 
 /* ---- Retention ---- */
@@ -593,6 +641,7 @@ int tlog_unit_proc_tests(struct CMUnitTest *out, int max)
 	const struct CMUnitTest tests[] = {
 		T(test_attach_child_appends),
 		T(test_attach_owner_closes),
+		T(test_attach_owner_killed),
 		T(test_retention_cap_forces_resync),
 		T(test_retention_acking_peer_keeps),
 		T(test_bad_config),
