@@ -234,7 +234,7 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 {
 	struct tdm_ring_meta *m = log->meta;
 	uint64_t span, old, at, nend, pad, gate;
-	uint32_t len;
+	uint32_t len, state;
 
 	if (e->type == 0 || e->type > TDM_LOG_REC_NOOP || e->key_len > TDM_LOG_MAX_KEY ||
 	    e->value_len > TDM_LOG_MAX_VALUE)
@@ -242,8 +242,9 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 	span = tdm_log_rec_span(e->key_len, e->value_len);
 	if (span > log->max_span)
 		return -EINVAL;
-	if (__builtin_expect(m->state != TDM_RING_OPEN, 0))
-		return m->state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+	state = __atomic_load_n(&m->state, __ATOMIC_RELAXED); /* owner's release; only a hint */
+	if (__builtin_expect(state != TDM_RING_OPEN, 0))
+		return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
 
 	old = __atomic_load_n(&m->tail.v, __ATOMIC_RELAXED);
 	for (;;) {
