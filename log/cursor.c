@@ -78,6 +78,13 @@ TDM_API uint64_t tdm_log_cursor_position(const struct tdm_log_cursor *c)
 	return c->pos;
 }
 
+/* After copying ring bytes at pos: has the gate passed pos meanwhile (bytes maybe reused)? */
+static bool gate_passed(const struct tdm_ring_meta *m, uint64_t pos)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the copy happens before the gate re-check */
+	return __atomic_load_n(&m->gate.v, __ATOMIC_RELAXED) > pos;
+}
+
 static void rec_view(struct tdm_log_rec *rec, const uint8_t *p)
 {
 	rec->hdr = (const struct tdm_log_rec_hdr *)p;
@@ -149,7 +156,7 @@ static int next_from_segment(struct tdm_log_cursor *c, struct tdm_log_rec *rec, 
 		if (tdm_rec_check_pad(c->win + (c->pos - c->win_pos),
 				      c->win_len - (size_t)(c->pos - c->win_pos), c->pos, log->seg_size))
 			return corrupt(c, "segment file");
-		c->pos += len & ~TDM_LOG_PAD_FLAG;
+		c->pos += tdm_rec_span_of(len);
 		*skip = true;
 		return 0;
 	}
@@ -169,7 +176,7 @@ static int next_from_segment(struct tdm_log_cursor *c, struct tdm_log_rec *rec, 
 	if (tdm_log_rec_check(p, len, c->pos))
 		return corrupt(c, "segment file");
 	rec_view(rec, p);
-	c->pos += tdm_log_rec_span(rec->hdr->key_len, rec->hdr->value_len);
+	c->pos += tdm_rec_span_of(len);
 	return 0;
 }
 
@@ -184,38 +191,35 @@ static int next_from_ring(struct tdm_log_cursor *c, struct tdm_log_rec *rec, boo
 
 	if (len == 0 || (!(len & TDM_LOG_PAD_FLAG) &&
 			 (len < TDM_LOG_REC_HDR_SIZE || len > log->max_span))) {
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&m->gate.v, __ATOMIC_RELAXED) > c->pos)
+		if (gate_passed(m, c->pos))
 			*moved = true;
 		else if (len)
 			return corrupt(c, "ring");
 		return len ? 0 : TDM_ERR_EMPTY;
 	}
 	if (len & TDM_LOG_PAD_FLAG) {
-		if (tdm_rec_check_pad(p, len & ~TDM_LOG_PAD_FLAG, c->pos, log->seg_size)) {
-			__atomic_thread_fence(__ATOMIC_ACQUIRE);
-			if (__atomic_load_n(&m->gate.v, __ATOMIC_RELAXED) > c->pos) {
+		if (tdm_rec_check_pad(p, tdm_rec_span_of(len), c->pos, log->seg_size)) {
+			if (gate_passed(m, c->pos)) {
 				*moved = true; /* the bytes were reused meanwhile */
 				return 0;
 			}
 			return corrupt(c, "ring");
 		}
-		c->pos += len & ~TDM_LOG_PAD_FLAG;
+		c->pos += tdm_rec_span_of(len);
 		*skip = true;
 		return 0;
 	}
 	if (grow(&c->buf, &c->buf_cap, len))
 		return -ENOMEM;
 	memcpy(c->buf, p, len);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the copy happens before the gate re-check */
-	if (__atomic_load_n(&m->gate.v, __ATOMIC_RELAXED) > c->pos) {
+	if (gate_passed(m, c->pos)) {
 		*moved = true;
 		return 0;
 	}
 	if (tdm_log_rec_check(c->buf, len, c->pos))
 		return corrupt(c, "ring");
 	rec_view(rec, c->buf);
-	c->pos += tdm_log_rec_span(rec->hdr->key_len, rec->hdr->value_len);
+	c->pos += tdm_rec_span_of(len);
 	return 0;
 }
 
@@ -265,8 +269,7 @@ TDM_API int tdm_log_read(struct tdm_log *log, uint64_t pos, void *buf, size_t le
 			continue;
 		}
 		memcpy(out, log->ring + (pos & log->mask), (size_t)(end - pos));
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&m->gate.v, __ATOMIC_RELAXED) <= pos)
+		if (!gate_passed(m, pos))
 			return 0;
 		/* the gate moved into the range while copying: read that part again */
 	}

@@ -167,8 +167,7 @@ static int scan_published(struct tdm_log *log)
 			}
 			break;
 		}
-		span = (len & TDM_LOG_PAD_FLAG) ? (len & ~TDM_LOG_PAD_FLAG)
-						: tdm_log_rec_span(len - TDM_LOG_REC_HDR_SIZE, 0);
+		span = tdm_rec_span_of(len);
 		if (span < 8 || span % 8 || span > log->max_span + log->seg_size ||
 		    (!(len & TDM_LOG_PAD_FLAG) && len < TDM_LOG_REC_HDR_SIZE))
 			return flusher_fail(log, -EBADMSG, "ring record framing");

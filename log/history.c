@@ -143,6 +143,19 @@ out:
 	return rc;
 }
 
+/* The epoch of the last history entry (0 when the log never began one). */
+int tdm_history_last_epoch(const char *dir, uint32_t *epoch)
+{
+	struct hist_entry *e;
+	int n = hist_load(dir, &e);
+
+	if (n < 0)
+		return n;
+	*epoch = n ? e[n - 1].epoch : 0;
+	free(e);
+	return 0;
+}
+
 TDM_API int tdm_log_history_read(const char *dir, struct tdm_log_epoch_start *out, int max)
 {
 	struct hist_entry *e;

@@ -156,20 +156,6 @@ static int recover(struct tdm_log *log)
 	return 0;
 }
 
-/* The epoch to start with: the last entry of the history file (0 when none). */
-static int last_epoch(const char *dir, uint32_t *epoch)
-{
-	struct tdm_log_epoch_start *e = malloc(TDM_LOG_HISTORY_MAX * sizeof(*e));
-	int n;
-
-	if (!e)
-		return -ENOMEM;
-	n = tdm_log_history_read(dir, e, TDM_LOG_HISTORY_MAX);
-	*epoch = n > 0 ? e[n - 1].epoch : 0;
-	free(e);
-	return n < 0 ? n : 0;
-}
-
 static struct tdm_log *log_alloc(void)
 {
 	struct tdm_log *log = calloc(1, sizeof(*log));
@@ -218,7 +204,7 @@ TDM_API int tdm_log_open(const struct tdm_log_config *cfg, struct tdm_log **out)
 	rc = recover(log);
 	if (rc)
 		goto err;
-	rc = last_epoch(log->dir, &epoch);
+	rc = tdm_history_last_epoch(log->dir, &epoch);
 	if (rc)
 		goto err;
 	rc = tdm_ring_create(log, cfg->shm_name ? cfg->shm_name : name, log->recovery.end);

@@ -38,6 +38,14 @@ static inline void tdm_store32_release(uint32_t *p, uint32_t v)
 /* ---- Formats (the byte-by-byte text is at the top of record.c) ---- */
 
 #define TDM_LOG_PAD_FLAG 0x80000000u /* length word of a PAD: flag | span */
+
+/* Bytes a record or PAD occupies in the stream, from its length word (checked by the caller). */
+static inline uint64_t tdm_rec_span_of(uint32_t len)
+{
+	if (len & TDM_LOG_PAD_FLAG)
+		return len & ~TDM_LOG_PAD_FLAG;
+	return ((uint64_t)len + TDM_LOG_REC_ALIGN - 1) & ~(uint64_t)(TDM_LOG_REC_ALIGN - 1);
+}
 #define TDM_LOG_MIN_SIZE (64u * 1024)
 
 #define TDM_SEG_MAGIC 0x314745534d444e54ull /* "TNDMSEG1" little-endian bytes */
@@ -227,6 +235,7 @@ int tdm_rec_check_pad(const void *buf, size_t avail, uint64_t pos, uint64_t seg_
 
 /* history.c */
 int tdm_history_append(int dir_fd, const char *dir, uint32_t epoch, uint64_t start);
+int tdm_history_last_epoch(const char *dir, uint32_t *epoch);
 
 /* flusher.c */
 int tdm_flusher_init(struct tdm_log *log, uint64_t end);

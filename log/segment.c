@@ -270,7 +270,7 @@ static int scan_records(struct tdm_scan_ctx *sc, const uint8_t *d, uint64_t star
 			rc = tdm_rec_check_pad(d + off, seg - off, *pos, seg);
 			if (rc == 0) {
 				r->records++;
-				*pos += len & ~TDM_LOG_PAD_FLAG;
+				*pos += tdm_rec_span_of(len);
 				continue;
 			}
 		} else {
@@ -280,7 +280,7 @@ static int scan_records(struct tdm_scan_ctx *sc, const uint8_t *d, uint64_t star
 				struct tdm_log_rec rec = { h, d + off + TDM_LOG_REC_HDR_SIZE,
 							   d + off + TDM_LOG_REC_HDR_SIZE + h->key_len };
 				r->records++;
-				*pos += tdm_log_rec_span(h->key_len, h->value_len);
+				*pos += tdm_rec_span_of(len);
 				if (sc->fn && rec.hdr->position >= sc->from) {
 					rc = sc->fn(sc->fn_ctx, &rec);
 					if (rc) {
