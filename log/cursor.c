@@ -78,6 +78,11 @@ TDM_API uint64_t tdm_log_cursor_position(const struct tdm_log_cursor *c)
 	return c->pos;
 }
 
+TDM_API void tdm_log_cursor_seek(struct tdm_log_cursor *c, uint64_t pos)
+{
+	c->pos = pos; /* the read-ahead window stays: it is checked by range on every read */
+}
+
 /* After copying ring bytes at pos: has the gate passed pos meanwhile (bytes maybe reused)? */
 static bool gate_passed(const struct tdm_ring_meta *m, uint64_t pos)
 {

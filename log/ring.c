@@ -285,3 +285,87 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 		*end = nend;
 	return 0;
 }
+
+/* Reserve exactly [pos, pos + len) for a replica's copy: the tail must be at pos. Same gate rule
+ * as tdm_log_append. */
+static int reserve_at(struct tdm_log *log, uint64_t pos, uint64_t len)
+{
+	struct tdm_ring_meta *m = log->meta;
+	uint64_t old = pos, gate;
+	uint32_t state = __atomic_load_n(&m->state, __ATOMIC_RELAXED);
+
+	if (__builtin_expect(state != TDM_RING_OPEN, 0))
+		return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+	gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
+	if (pos + len - gate > log->cap) {
+		__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
+		return TDM_ERR_BACKPRESSURE;
+	}
+	if (!__atomic_compare_exchange_n(&m->tail.v, &old, pos + len, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return -ESPIPE;
+	return 0;
+}
+
+/* Check that bytes hold whole records at their own positions, none straddling a segment. The
+ * CRCs are the caller's job (a receiver checks each record as it arrives). */
+static int check_copy(const struct tdm_log *log, uint64_t pos, const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		struct tdm_log_rec_hdr h;
+		uint64_t span;
+
+		if (len - off < TDM_LOG_REC_HDR_SIZE)
+			return -EINVAL;
+		memcpy(&h, p + off, sizeof(h));
+		if (h.length & TDM_LOG_PAD_FLAG || h.length < TDM_LOG_REC_HDR_SIZE ||
+		    h.position != pos + off)
+			return -EINVAL;
+		span = tdm_log_rec_span(h.key_len, h.value_len);
+		if (h.length != TDM_LOG_REC_HDR_SIZE + (uint64_t)h.key_len + h.value_len ||
+		    span > len - off || span > log->max_span ||
+		    ((pos + off) & (log->seg_size - 1)) + span > log->seg_size)
+			return -EINVAL;
+		off += span;
+	}
+	return 0;
+}
+
+TDM_API int tdm_log_append_at(struct tdm_log *log, uint64_t pos, const void *bytes, size_t len)
+{
+	uint8_t *dst;
+	uint32_t first;
+	int rc;
+
+	if (!len || (pos | len) & (TDM_LOG_REC_ALIGN - 1) || len > log->cap / 2 ||
+	    check_copy(log, pos, bytes, len))
+		return -EINVAL;
+	rc = reserve_at(log, pos, len);
+	if (rc)
+		return rc;
+	dst = log->ring + (pos & log->mask);
+	memcpy(dst + 4, (const uint8_t *)bytes + 4, len - 4);
+	memcpy(&first, bytes, 4);
+	/* Publish the first record last: readers scan in order, so its release covers the rest. */
+	tdm_store32_release((uint32_t *)dst, first);
+	return 0;
+}
+
+TDM_API int tdm_log_pad_at(struct tdm_log *log, uint64_t pos, uint64_t span)
+{
+	int rc;
+
+	if (!span || (pos | span) & (TDM_LOG_REC_ALIGN - 1) || span > log->seg_size ||
+	    ((pos + span) & (log->seg_size - 1)) != 0 ||
+	    (pos & ~(log->seg_size - 1)) != ((pos + span - 1) & ~(log->seg_size - 1)))
+		return -EINVAL;
+	rc = reserve_at(log, pos, span);
+	if (rc)
+		return rc;
+	/* The ring bytes are zero (the flusher zeroes before moving the gate): only the length. */
+	tdm_store32_release((uint32_t *)(log->ring + (pos & log->mask)),
+			    TDM_LOG_PAD_FLAG | (uint32_t)span);
+	return 0;
+}

@@ -170,6 +170,23 @@ int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t 
 		   uint64_t *end);
 
 /**
+ * Replica side: append records copied from another log at the same positions. The tail must be
+ * at pos (one writer: the receiver of the stream). bytes hold whole records (no PAD), each at its
+ * own position field and none straddling a segment of this log (so both logs need the same
+ * segment size). Lengths and positions are checked here; CRCs are not (the receiver checked each
+ * record as it arrived). The first record's length is stored last (release).
+ * @return 0; -EINVAL malformed or misplaced records, or len > ring/2; -ESPIPE the log does not
+ *         end at pos; TDM_ERR_BACKPRESSURE, TDM_ERR_FAILED, TDM_ERR_CLOSED as for append.
+ */
+int tdm_log_append_at(struct tdm_log *log, uint64_t pos, const void *bytes, size_t len);
+
+/**
+ * Replica side: copy a PAD of span bytes at pos (the end of a segment in the source log).
+ * @return 0; -EINVAL pos + span is not a segment boundary of this log; others as append_at.
+ */
+int tdm_log_pad_at(struct tdm_log *log, uint64_t pos, uint64_t span);
+
+/**
  * Start a new epoch: append an EPOCH record and add (epoch, position) to the history file.
  * Owner only. @return 0; -EINVAL epoch not above the current one; errors of append and of
  * writing the history file.
@@ -237,6 +254,9 @@ int tdm_log_cursor_next(struct tdm_log_cursor *c, struct tdm_log_rec *rec);
 
 /** Position of the next record the cursor will return. */
 uint64_t tdm_log_cursor_position(const struct tdm_log_cursor *c);
+
+/** Move the cursor to pos (a record boundary), e.g. to resend from there. No allocation. */
+void tdm_log_cursor_seek(struct tdm_log_cursor *c, uint64_t pos);
 
 void tdm_log_cursor_destroy(struct tdm_log_cursor *c);
 
