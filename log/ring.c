@@ -296,6 +296,8 @@ static int reserve_at(struct tdm_log *log, uint64_t pos, uint64_t len)
 
 	if (__builtin_expect(state != TDM_RING_OPEN, 0))
 		return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+	if (__atomic_load_n(&m->tail.v, __ATOMIC_RELAXED) != pos)
+		return -ESPIPE; /* only a hint; the CAS below decides */
 	gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
 	if (pos + len - gate > log->cap) {
 		__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);

@@ -846,6 +846,78 @@ static void test_reopen_and_epochs(void **state)
 	assert_int_equal(tdm_log_epoch(log), 6);
 }
 
+/* ---- Replica side: copying records at the same positions ---- */
+
+/* Copy log a into log b with tdm_log_append_at / tdm_log_pad_at, as a receiver does. */
+static void copy_log(struct tlog_fx *fx, struct tdm_log *a, struct tdm_log *b, uint64_t end)
+{
+	static uint8_t buf[TLOG_BUF + 512];
+	struct tdm_log_cursor *c = tlog_cursor(fx, a, 0);
+	struct tdm_log_rec r;
+
+	while (tdm_log_tail(b) < end) {
+		assert_ok(tdm_log_cursor_next(c, &r));
+		uint64_t pos = r.hdr->position, tail = tdm_log_tail(b);
+		if (pos > tail) /* a PAD in a */
+			assert_ok(tdm_log_pad_at(b, tail, pos - tail));
+		uint64_t span = tdm_log_rec_span(r.hdr->key_len, r.hdr->value_len);
+		memset(buf, 0, span);
+		memcpy(buf, r.hdr, r.hdr->length);
+		assert_int_equal(tdm_log_append_at(b, pos + 8, buf, span), -EINVAL);
+		assert_int_equal(tdm_log_append_at(b, pos, buf, span - 8), -EINVAL);
+		int rc;
+		while ((rc = tdm_log_append_at(b, pos, buf, span)) == TDM_ERR_BACKPRESSURE)
+			assert_true(tdm_log_flusher_do_work(b) >= 0);
+		assert_ok(rc);
+		assert_true(tdm_log_flusher_do_work(b) >= 0);
+	}
+	tlog_cursor_free(fx, c);
+}
+
+static void test_append_at(void **state)
+{
+	struct tlog_fx *fx = *state;
+	struct tdm_log_config ca, cb;
+	struct tdm_log *a, *b;
+	struct tlog_gen g = { .seed = 77 };
+	static struct xrec xs[4096];
+	static uint8_t ba[64 * KIB], bb[64 * KIB];
+	char dir_b[320];
+	uint32_t idx = 0;
+	size_t n = 0;
+
+	tlog_config(fx, &ca, 256 * KIB, 64 * KIB);
+	assert_ok(tlog_open(fx, &ca, &a));
+	tlog_append_until(a, &g, 600 * KIB, &idx, xs, &n, 4096);
+	uint64_t end = tdm_log_tail(a);
+	assert_ok(tdm_log_flush_until(a, end));
+
+	snprintf(dir_b, sizeof(dir_b), "%s/copy", fx->tmp);
+	cb = ca;
+	cb.dir = dir_b;
+	cb.shm_name = fx->shm2;
+	assert_ok(tlog_open(fx, &cb, &b));
+	assert_int_equal(tdm_log_append_at(b, 8, xs, 64), -EINVAL); /* not records */
+	assert_int_equal(tdm_log_pad_at(b, 0, 64), -EINVAL);        /* not to a segment end */
+	copy_log(fx, a, b, end);
+	/* The tail is past 0 now: a valid record at an old position is refused. */
+	uint64_t span0 = tdm_log_rec_span(xs[0].klen, xs[0].vlen);
+	assert_ok(tlog_read(a, 0, ba, span0));
+	assert_int_equal(tdm_log_append_at(b, 0, ba, span0), -ESPIPE);
+	assert_ok(tdm_log_flush_until(b, end));
+	for (uint64_t pos = 0; pos < end; pos += sizeof(ba)) {
+		size_t len = end - pos < sizeof(ba) ? (size_t)(end - pos) : sizeof(ba);
+		assert_ok(tlog_read(a, pos, ba, len));
+		assert_ok(tlog_read(b, pos, bb, len));
+		assert_memory_equal(ba, bb, len);
+	}
+	for (size_t i = 0; i < n; i += 97)
+		check_read_rec(fx, b, &xs[i], g.seed);
+	tlog_close(fx, b);
+	assert_ok(tlog_open(fx, &cb, &b));
+	assert_u64(tdm_log_recovery(b)->end, end);
+}
+
 /* ---- Groups and main ---- */
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tlog_setup, tlog_teardown)
@@ -862,6 +934,7 @@ int tlog_run_unit(void)
 		T(test_producers_4),
 		T(test_ring_and_segment_reads),
 		T(test_reopen_and_epochs),
+		T(test_append_at),
 	};
 	int n = 0;
 	while (tests[n].name)
