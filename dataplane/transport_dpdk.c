@@ -162,7 +162,8 @@ static bool dpdk_hugepages_free(void)
  * strings are never freed: the EAL may keep pointers into its argv. @return argc or -EINVAL. */
 static int dpdk_build_argv(const char *args, char **argv)
 {
-	char *copy = strdup(args ? args : "");
+	static char *kept; /* reachable for good: the EAL may keep pointers into argv */
+	char *copy = kept = strdup(args ? args : "");
 	bool nohuge = false;
 	int argc = 0;
 

@@ -464,6 +464,25 @@ static void cleanup_run(const char *tmp, const char *tag, const char *shm)
 	}
 }
 
+/* What a SIGTERM (meson's timeout) must clean up while a pair runs. */
+static struct {
+	pid_t pids[2];
+	char tmp[32], tag[24], shm[96];
+	volatile sig_atomic_t active;
+} running;
+
+static void on_term(int sig)
+{
+	if (running.active) {
+		for (int i = 0; i < 2; i++)
+			if (running.pids[i] > 0)
+				kill(running.pids[i], SIGKILL);
+		cleanup_run(running.tmp, running.tag, running.shm);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 void tdp_run_pair(const struct tdp_run *run, struct tdp_result *res)
 {
 	static unsigned seq;
@@ -490,9 +509,16 @@ void tdp_run_pair(const struct tdp_run *run, struct tdp_result *res)
 	snprintf(r.dir, sizeof(r.dir), "%s/receiver", tmp);
 	snprintf(r.shm, sizeof(r.shm), "%.60sr", s.shm);
 	fflush(NULL);
-	pids[0] = spawn(&s, run_sender);
-	pids[1] = spawn(&r, run_receiver);
+	snprintf(running.tmp, sizeof(running.tmp), "%s", tmp);
+	snprintf(running.tag, sizeof(running.tag), "%s", s.tag);
+	snprintf(running.shm, sizeof(running.shm), "%s", s.shm);
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+	pids[0] = running.pids[0] = spawn(&s, run_sender);
+	pids[1] = running.pids[1] = spawn(&r, run_receiver);
+	running.active = 1;
 	wait_pair(pids, status);
+	running.active = 0;
 	*res = *shared;
 	res->sender_rc = WIFEXITED(status[0]) ? WEXITSTATUS(status[0]) : 128 + WTERMSIG(status[0]);
 	res->receiver_rc = WIFEXITED(status[1]) ? WEXITSTATUS(status[1])
