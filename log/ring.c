@@ -205,6 +205,38 @@ void tdm_ring_unmap(struct tdm_log *log)
 	log->shm_fd = -1;
 }
 
+/* Why appends are refused while the ring is not open (owner's release store; only a hint). */
+static inline int ring_closed(const struct tdm_ring_meta *m)
+{
+	uint32_t state = __atomic_load_n(&m->state, __ATOMIC_RELAXED);
+
+	if (__builtin_expect(state == TDM_RING_OPEN, 1))
+		return 0;
+	return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+}
+
+/* May the tail move to nend without passing gate + ring size? 0, or why not (counted). */
+static inline int ring_room(struct tdm_log *log, uint64_t nend)
+{
+	struct tdm_ring_meta *m = log->meta;
+	/* The cache is published with release so a thread that reads it also sees the zeroing the
+	 * flusher did before moving the gate (acquire chains to its release). */
+	uint64_t gate = tdm_load_acquire(&log->gate_cache);
+
+	if (nend - gate <= log->cap)
+		return 0;
+	gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
+	tdm_store_release(&log->gate_cache, gate);
+	if (nend - gate <= log->cap)
+		return 0;
+	__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
+	/* Refused anyway, so a system call is affordable: an attached writer learns here that the
+	 * owner died without closing. */
+	if (!log->owner && kill((pid_t)m->owner_pid, 0) != 0 && errno == ESRCH)
+		return TDM_ERR_CLOSED;
+	return TDM_ERR_BACKPRESSURE;
+}
+
 /* Write one record's header and payload at p; the length word stays 0 until publish. */
 static inline void rec_write(uint8_t *p, const struct tdm_log_entry *e, uint64_t pos,
 			     uint32_t epoch, uint32_t len)
@@ -233,8 +265,9 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 			   uint64_t *end)
 {
 	struct tdm_ring_meta *m = log->meta;
-	uint64_t span, old, at, nend, pad, gate;
-	uint32_t len, state;
+	uint64_t span, old, at, nend, pad;
+	uint32_t len;
+	int rc;
 
 	if (e->type == 0 || e->type > TDM_LOG_REC_NOOP || e->key_len > TDM_LOG_MAX_KEY ||
 	    e->value_len > TDM_LOG_MAX_VALUE)
@@ -242,9 +275,9 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 	span = tdm_log_rec_span(e->key_len, e->value_len);
 	if (span > log->max_span)
 		return -EINVAL;
-	state = __atomic_load_n(&m->state, __ATOMIC_RELAXED); /* owner's release; only a hint */
-	if (__builtin_expect(state != TDM_RING_OPEN, 0))
-		return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+	rc = ring_closed(m);
+	if (rc)
+		return rc;
 
 	old = __atomic_load_n(&m->tail.v, __ATOMIC_RELAXED);
 	for (;;) {
@@ -253,22 +286,9 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 		pad = off + span > log->seg_size ? log->seg_size - off : 0;
 		at = old + pad;
 		nend = at + span;
-		/* The cache is published with release so a thread that reads it also sees the
-		 * zeroing the flusher did before moving the gate (acquire chains to its release). */
-		gate = tdm_load_acquire(&log->gate_cache);
-		if (nend - gate > log->cap) {
-			gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
-			tdm_store_release(&log->gate_cache, gate);
-			if (nend - gate > log->cap) {
-				__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
-				/* Refused anyway, so a system call is affordable: an attached
-				 * writer learns here that the owner died without closing. */
-				if (!log->owner && kill((pid_t)m->owner_pid, 0) != 0 &&
-				    errno == ESRCH)
-					return TDM_ERR_CLOSED;
-				return TDM_ERR_BACKPRESSURE;
-			}
-		}
+		rc = ring_room(log, nend);
+		if (rc)
+			return rc;
 		if (__atomic_compare_exchange_n(&m->tail.v, &old, nend, true, __ATOMIC_ACQ_REL,
 						__ATOMIC_RELAXED))
 			break;
@@ -291,18 +311,16 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 static int reserve_at(struct tdm_log *log, uint64_t pos, uint64_t len)
 {
 	struct tdm_ring_meta *m = log->meta;
-	uint64_t old = pos, gate;
-	uint32_t state = __atomic_load_n(&m->state, __ATOMIC_RELAXED);
+	uint64_t old = pos;
+	int rc = ring_closed(m);
 
-	if (__builtin_expect(state != TDM_RING_OPEN, 0))
-		return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
+	if (rc)
+		return rc;
 	if (__atomic_load_n(&m->tail.v, __ATOMIC_RELAXED) != pos)
 		return -ESPIPE; /* only a hint; the CAS below decides */
-	gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
-	if (pos + len - gate > log->cap) {
-		__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
-		return TDM_ERR_BACKPRESSURE;
-	}
+	rc = ring_room(log, pos + len);
+	if (rc)
+		return rc;
 	if (!__atomic_compare_exchange_n(&m->tail.v, &old, pos + len, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_RELAXED))
 		return -ESPIPE;
