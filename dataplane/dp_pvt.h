@@ -68,6 +68,10 @@ struct tdm_dp_transport {
 	uint32_t delayed_head, delayed_n;
 };
 
+/** The backend's view of the link to peer, blind to fault-injection cuts (which stand for a
+ *  failure somewhere in the network, invisible to the sender). */
+bool tdm_dp_link_physical(struct tdm_dp_transport *t, uint16_t peer);
+
 /** Index of peer node_id in cfg->peers, or -1. */
 static inline int tdm_dp_peer_index(const struct tdm_dp_transport_config *cfg, uint16_t node_id)
 {

@@ -169,19 +169,22 @@ static bool record_ok(const uint8_t *p, uint32_t span, uint64_t pos)
 	return true;
 }
 
-/* Hand records [p, p + n) at pos to the log or, one by one, to the consumer.
- * @return bytes accepted (the consumer may stop part way). */
-static uint32_t deliver(struct tdm_dp_receiver *r, const uint8_t *p, uint32_t n, uint64_t pos)
+/* Hand the checked records [p, p + n) (nrecs of them) at r->expected to the log or, one by
+ * one, to the consumer, and move expected past what was taken; *recs counts it.
+ * @return true when all was taken (the log may refuse all, the consumer stop part way). */
+static bool flush_run(struct tdm_dp_receiver *r, const uint8_t *p, uint32_t n, uint32_t nrecs,
+		      uint64_t *recs)
 {
 	uint32_t off = 0;
 
-	if (r->cfg.log) {
-		if (tdm_log_append_at(r->cfg.log, pos, p, n) != 0) {
+	if (r->cfg.log && n) {
+		if (tdm_log_append_at(r->cfg.log, r->expected, p, n) != 0) {
 			r->st.refused++; /* back-pressure: ask again soon */
 			r->nak_due = true;
-			return 0;
+			return false;
 		}
-		return n;
+		off = n;
+		*recs += nrecs;
 	}
 	while (off < n) {
 		struct tdm_log_rec rec;
@@ -195,27 +198,10 @@ static uint32_t deliver(struct tdm_dp_receiver *r, const uint8_t *p, uint32_t n,
 			break;
 		}
 		off += tdm_dp_span_of(rec.hdr->length);
-	}
-	return off;
-}
-
-/* Records [run, run + n) checked and waiting to be delivered at r->expected. */
-static bool flush_run(struct tdm_dp_receiver *r, const uint8_t *run, uint32_t n, uint64_t *recs)
-{
-	uint32_t got;
-
-	if (!n)
-		return true;
-	got = deliver(r, run, n, r->expected);
-	for (uint32_t off = 0; off < got;) { /* count what went in */
-		uint32_t len;
-
-		memcpy(&len, run + off, 4);
-		off += tdm_dp_span_of(len);
 		(*recs)++;
 	}
-	r->expected += got;
-	return got == n;
+	r->expected += off;
+	return off == n;
 }
 
 static bool deliver_pad(struct tdm_dp_receiver *r, uint64_t pad_pos, uint64_t span)
@@ -236,7 +222,7 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 {
 	const uint8_t *end = p + h->length, *run = NULL;
 	uint64_t pos = h->position, recs = 0, first = r->expected;
-	uint32_t run_len = 0;
+	uint32_t run_len = 0, run_recs = 0;
 	int rc = 0;
 
 	while (p < end) {
@@ -248,10 +234,11 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 		} else if (pos != r->expected + run_len) {
 			break; /* straddles what we have: not a boundary of our stream */
 		} else if (is_pad) {
-			if (!flush_run(r, run, run_len, &recs) || !deliver_pad(r, pad_pos, span))
+			if (!flush_run(r, run, run_len, run_recs, &recs) ||
+			    !deliver_pad(r, pad_pos, span))
 				break;
 			run = NULL;
-			run_len = 0;
+			run_len = run_recs = 0;
 		} else if (!record_ok(p, (uint32_t)span, pos)) {
 			r->st.bad_records++;
 			r->nak_due = true;
@@ -261,11 +248,12 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 			if (!run)
 				run = p;
 			run_len += (uint32_t)span;
+			run_recs++;
 		}
 		p += n;
 		pos += span;
 	}
-	flush_run(r, run, run_len, &recs);
+	flush_run(r, run, run_len, run_recs, &recs);
 	if (r->expected == first) {
 		if (!rc)
 			r->st.duplicates++;
@@ -292,8 +280,8 @@ static int frag_complete(struct tdm_dp_receiver *r)
 		r->nak_due = true;
 		return TDM_DP_DROP_CHECKSUM + 1;
 	}
-	if (flush_run(r, r->frag_buf, span, &recs)) {
-		r->st.records++;
+	if (flush_run(r, r->frag_buf, span, 1, &recs)) {
+		r->st.records += recs;
 		r->st.bytes += span;
 		r->status_due = true;
 		r->nak_due = false;

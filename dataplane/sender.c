@@ -350,12 +350,10 @@ int tdm_dp_sender_do_work(struct tdm_dp_sender *s)
 		work++;
 	}
 	/* No data into a link that is physically down (memif not connected yet, cable out): it
-	 * would only be lost and resent. A cut made by fault injection is not visible here, as a
-	 * failure in the network would not be. Heartbeats still go. */
-	for (int i = 0; i < TDM_DP_BURST && s->dp->t->ops->link_up(s->dp->t, s->cfg.peer); i++) {
-		if (!send_one(s))
-			break;
-		work++;
+	 * would only be lost and resent. Heartbeats still go. */
+	if (tdm_dp_link_physical(s->dp->t, s->cfg.peer)) {
+		for (int i = 0; i < TDM_DP_BURST && send_one(s); i++)
+			work++;
 	}
 	if (now - s->last_tx_ns >= s->cfg.heartbeat_ns) {
 		send_heartbeat(s);

@@ -294,11 +294,14 @@ TDM_DP_API int tdm_dp_cut(struct tdm_dp_transport *t, uint16_t peer, bool cut)
 	return 0;
 }
 
+bool tdm_dp_link_physical(struct tdm_dp_transport *t, uint16_t peer)
+{
+	return tdm_dp_peer_index(&t->cfg, peer) >= 0 && t->ops->link_up(t, peer);
+}
+
 TDM_DP_API bool tdm_dp_link_up(struct tdm_dp_transport *t, uint16_t peer)
 {
-	if (tdm_dp_peer_index(&t->cfg, peer) < 0 || peer_cut(t, peer))
-		return false;
-	return t->ops->link_up(t, peer);
+	return !peer_cut(t, peer) && tdm_dp_link_physical(t, peer);
 }
 
 /* ---- Fault layer: tx ---- */
