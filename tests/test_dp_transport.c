@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "tassert.h"
 #include "tdm_dp.h"
 
 #define NODE_A 1
@@ -35,22 +36,6 @@
 #define FRAME_MIN 52u       /* header (48) + id */
 #define POLL_ROUNDS 200000  /* give up after this many empty polls (with short sleeps: ~20 s) */
 #define MAX_RX 1100
-
-#define assert_rc(rc, want)                                                                   \
-	do {                                                                                  \
-		int rc_ = (rc), want_ = (want);                                               \
-		if (rc_ != want_)                                                             \
-			fail_msg("%s = %d (%s), want %d (%s); errmsg: %s", #rc, rc_,          \
-				 tdm_strerror(rc_), want_, tdm_strerror(want_), tdm_errmsg()); \
-	} while (0)
-
-#define assert_u64(a, b)                                                                      \
-	do {                                                                                  \
-		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                              \
-		if (a_ != b_)                                                                 \
-			fail_msg("%s = %llu, want %s = %llu", #a, (unsigned long long)a_, #b,  \
-				 (unsigned long long)b_);                                     \
-	} while (0)
 
 /* ---- Fixture: two transports, A (node 1) and B (node 2), each the other's peer ---- */
 

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "tassert.h"
 #include "tdm_log.h"
 
 #define KIB (1024u)
@@ -170,34 +171,6 @@ struct tlog_snap *tlog_snap_take(const char *dir);
 /** NULL when dir still matches snap exactly, else a description. */
 const char *tlog_snap_diff(const struct tlog_snap *s, const char *dir);
 void tlog_snap_free(struct tlog_snap *s);
-
-/* ---- Assertions with error context ---- */
-
-#define assert_rc(rc, want)                                                                   \
-	do {                                                                                  \
-		int rc_ = (rc), want_ = (want);                                               \
-		if (rc_ != want_)                                                             \
-			fail_msg("%s = %d (%s), want %d (%s); errmsg: %s", #rc, rc_,          \
-				 tdm_strerror(rc_), want_, tdm_strerror(want_), tdm_errmsg()); \
-	} while (0)
-
-#define assert_ok(rc) assert_rc((rc), 0)
-
-#define assert_u64(a, b)                                                                      \
-	do {                                                                                  \
-		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                              \
-		if (a_ != b_)                                                                 \
-			fail_msg("%s = %llu (0x%llx), want %s = %llu (0x%llx)", #a,            \
-				 (unsigned long long)a_, (unsigned long long)a_, #b,          \
-				 (unsigned long long)b_, (unsigned long long)b_);             \
-	} while (0)
-
-#define assert_nodiff(expr)                                                                   \
-	do {                                                                                  \
-		const char *d_ = (expr);                                                      \
-		if (d_)                                                                       \
-			fail_msg("%s: %s", #expr, d_);                                        \
-	} while (0)
 
 /* ---- Groups ---- */
 
