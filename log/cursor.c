@@ -97,11 +97,17 @@ static void rec_view(struct tdm_log_rec *rec, const uint8_t *p)
 	rec->value = rec->key + rec->hdr->key_len;
 }
 
-static int corrupt(struct tdm_log_cursor *c, const char *where)
+static int corrupt(struct tdm_log_cursor *c, const char *where, const uint8_t *p)
 {
+	struct tdm_log_rec_hdr h;
+
+	memcpy(&h, p, sizeof(h));
 	return TDM_ERR(TDM_ERR_CORRUPT, "record at log position %" PRIu64 " (%s, log %s) fails "
-		       "its checks (checksum, length, type or position)", c->pos, where,
-		       c->log->dir);
+		       "its checks (checksum, length, type or position): length %u, position "
+		       "field %" PRIu64 ", type %u; log gate %" PRIu64 ", tail %" PRIu64, c->pos,
+		       where, c->log->dir, h.length, h.position, h.type,
+		       tdm_load_acquire(&c->log->meta->gate.v),
+		       tdm_load_acquire(&c->log->meta->tail.v));
 }
 
 /* Make the window hold [pos, pos + len) of the segment containing pos. */
@@ -160,13 +166,13 @@ static int next_from_segment(struct tdm_log_cursor *c, struct tdm_log_rec *rec, 
 			return rc;
 		if (tdm_rec_check_pad(c->win + (c->pos - c->win_pos),
 				      c->win_len - (size_t)(c->pos - c->win_pos), c->pos, log->seg_size))
-			return corrupt(c, "segment file");
+			return corrupt(c, "segment file", c->win + (c->pos - c->win_pos));
 		c->pos += tdm_rec_span_of(len);
 		*skip = true;
 		return 0;
 	}
 	if (len < TDM_LOG_REC_HDR_SIZE || len > log->max_span)
-		return corrupt(c, "segment file");
+		return corrupt(c, "segment file", c->win + (c->pos - c->win_pos));
 	rc = window_fill(c, c->pos, len, limit);
 	if (rc == -E2BIG) { /* larger than the window: read it whole into buf */
 		if (grow(&c->buf, &c->buf_cap, len))
@@ -179,7 +185,7 @@ static int next_from_segment(struct tdm_log_cursor *c, struct tdm_log_rec *rec, 
 	if (rc)
 		return rc;
 	if (tdm_log_rec_check(p, len, c->pos))
-		return corrupt(c, "segment file");
+		return corrupt(c, "segment file", p);
 	rec_view(rec, p);
 	c->pos += tdm_rec_span_of(len);
 	return 0;
@@ -199,7 +205,7 @@ static int next_from_ring(struct tdm_log_cursor *c, struct tdm_log_rec *rec, boo
 		if (gate_passed(m, c->pos))
 			*moved = true;
 		else if (len)
-			return corrupt(c, "ring");
+			return corrupt(c, "ring", p);
 		return len ? 0 : TDM_ERR_EMPTY;
 	}
 	if (len & TDM_LOG_PAD_FLAG) {
@@ -208,7 +214,7 @@ static int next_from_ring(struct tdm_log_cursor *c, struct tdm_log_rec *rec, boo
 				*moved = true; /* the bytes were reused meanwhile */
 				return 0;
 			}
-			return corrupt(c, "ring");
+			return corrupt(c, "ring", p);
 		}
 		c->pos += tdm_rec_span_of(len);
 		*skip = true;
@@ -222,7 +228,7 @@ static int next_from_ring(struct tdm_log_cursor *c, struct tdm_log_rec *rec, boo
 		return 0;
 	}
 	if (tdm_log_rec_check(c->buf, len, c->pos))
-		return corrupt(c, "ring");
+		return corrupt(c, "ring", c->buf);
 	rec_view(rec, c->buf);
 	c->pos += tdm_rec_span_of(len);
 	return 0;

@@ -22,6 +22,11 @@ TDM_API const char *tdm_strerror(int code)
 	case TDM_ERR_CLUSTER: return "cluster id mismatch";
 	case TDM_ERR_FAILED: return "log stopped after an I/O error";
 	case TDM_ERR_CLOSED: return "ring closed by its owner";
+	case TDM_ERR_NOT_FOUND: return "no such key";
+	case TDM_ERR_TIMEOUT: return "commit wait timed out";
+	case TDM_ERR_DEGRADED: return "acknowledged without the quorum (degraded to async)";
+	case TDM_ERR_NOT_PRIMARY: return "not the primary";
+	case TDM_ERR_CONFIG: return "bad configuration";
 	default: break;
 	}
 	if (code < 0 && code > -4096)

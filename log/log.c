@@ -59,6 +59,9 @@ static int check_config(const struct tdm_log_config *c)
 	if (c->retention_cap && c->retention_cap < 2 * c->segment_size)
 		return TDM_ERR(-EINVAL, "retention_cap %" PRIu64 " must be 0 (no cap) or at least "
 			       "two segments (%" PRIu64 ")", c->retention_cap, 2 * c->segment_size);
+	if (c->base & (c->segment_size - 1))
+		return TDM_ERR(-EINVAL, "base %" PRIu64 " must be a multiple of segment_size %"
+			       PRIu64, c->base, c->segment_size);
 	return 0;
 }
 
@@ -144,8 +147,8 @@ static int recover(struct tdm_log *log)
 	free(sc.starts);
 	if (rc)
 		return rc;
-	log->recovery.start = rep.start;
-	log->recovery.end = rep.end;
+	log->recovery.start = rep.segments ? rep.start : log->cfg.base;
+	log->recovery.end = rep.segments ? rep.end : log->cfg.base;
 	log->recovery.records = rep.records;
 	log->recovery.segments = rep.segments;
 	if (sc.torn_last > sc.torn_from) {

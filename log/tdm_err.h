@@ -25,6 +25,13 @@
 #define TDM_ERR_CLUSTER (-30006)      /**< a file or peer of another cluster id */
 #define TDM_ERR_FAILED (-30007)       /**< the log stopped after an I/O error; see msg */
 #define TDM_ERR_CLOSED (-30008)       /**< the ring's owner closed it or is gone */
+#define TDM_ERR_NOT_FOUND (-30009)    /**< no such key (store reads) */
+#define TDM_ERR_TIMEOUT (-30010)      /**< a commit wait timed out; the write is in the log but
+                                           did not reach the level (policy: fail) */
+#define TDM_ERR_DEGRADED (-30011)     /**< the quorum did not answer in time and the write was
+                                           acknowledged at `local` instead (policy: degrade) */
+#define TDM_ERR_NOT_PRIMARY (-30012)  /**< writes go to the primary; this node is a replica */
+#define TDM_ERR_CONFIG (-30013)       /**< bad configuration; the message names file, line, key */
 
 /**
  * Human-readable name of a code: "ring full (back-pressure)", strerror text for errno codes.

@@ -107,6 +107,9 @@ struct tdm_log_config {
 	uint32_t max_batch;     /**< flusher: most bytes per write (group-commit batch) */
 	uint64_t checkpoint_bytes; /**< flusher: record the durable point in the segment header
 	                                 at least every this many bytes (bounds torn-tail scans) */
+	uint64_t base;          /**< a directory without segments starts its log at this position
+	                             (a multiple of segment_size; a replica after a full resync);
+	                             ignored when segments exist. Default 0 */
 	bool verify_all;        /**< open: check every record of every segment (default); false:
 	                             only the last segment holding data (faster for big logs) */
 };
