@@ -157,7 +157,11 @@ static int node_check(const struct tdm_dp *dp, const struct tdm_dp_hdr *h)
 		return TDM_DP_DROP_DEST;
 	if (tdm_dp_peer_index(&dp->cfg.transport, h->src) < 0)
 		return TDM_DP_DROP_SOURCE;
-	if (h->epoch < dp->epoch)
+	/* Handshake and election frames pass with any epoch: a node that was away (a restarted
+	 * replica, a rejoining old primary) introduces itself with the epoch it last knew, and the
+	 * engine compares epochs itself (the callback gets it). */
+	if (h->epoch < dp->epoch && h->type != TDM_DP_HELLO && h->type != TDM_DP_VOTE_REQUEST &&
+	    h->type != TDM_DP_VOTE)
 		return TDM_DP_DROP_EPOCH;
 	return -1;
 }

@@ -248,7 +248,8 @@ enum tdm_dp_drop_reason {
 	TDM_DP_DROP_DEST,        /**< not addressed to this node */
 	TDM_DP_DROP_SOURCE,      /**< from a node that is not a configured peer */
 	TDM_DP_DROP_CHECKSUM,    /**< header/control checksum, or a record's CRC, failed */
-	TDM_DP_DROP_EPOCH,       /**< an epoch older than ours */
+	TDM_DP_DROP_EPOCH,       /**< an epoch older than ours (HELLO and VOTE frames pass: the
+	                              engine judges their epochs) */
 	TDM_DP_DROP_PAYLOAD,     /**< payload malformed for its type (lengths, items) */
 	TDM_DP_DROP_STREAM,      /**< no sender/receiver for this (peer, stream) */
 	TDM_DP_DROP_REASONS,
