@@ -1,0 +1,217 @@
+/*
+ * The control socket DATA_DIR/ctl.sock: tandemctl's get and digest (status needs no socket: it
+ * reads the status file). The engine agent polls it once per slow tick and answers one request
+ * per connection; requests are tiny and rare, so the short blocking read is bounded by a
+ * receive timeout.
+ *
+ * Request:  u32 op (1 get, 2 digest), u32 key length, key bytes.
+ * Response: i32 code, u32 value length, u64 digest, u64 applied, u64 keys, value bytes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "engine_pvt.h"
+
+enum { CTL_GET = 1, CTL_DIGEST = 2 };
+
+struct ctl_req {
+	uint32_t op, klen;
+};
+
+struct ctl_resp {
+	int32_t code;
+	uint32_t vlen;
+	uint64_t digest, applied, keys;
+};
+
+static int ctl_addr(const char *data_dir, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if ((size_t)snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/ctl.sock", data_dir) >=
+	    sizeof(sa->sun_path))
+		return TDM_ERR(-ENAMETOOLONG, "data_dir %s is too long for a control socket path "
+			       "(at most %zu bytes)", data_dir, sizeof(sa->sun_path) - 10);
+	return 0;
+}
+
+int eng_ctl_open(struct tdm_node *n)
+{
+	struct sockaddr_un sa;
+	int rc = ctl_addr(n->cfg.data_dir, &sa), fd;
+
+	if (rc)
+		return rc;
+	unlink(sa.sun_path); /* a stale socket of a previous run: the data_dir lock is ours */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return TDM_ERR(rc, "cannot listen on %s: %s", sa.sun_path, strerror(-rc));
+	}
+	snprintf(n->shm->ctl_path, sizeof(n->shm->ctl_path), "%s", sa.sun_path);
+	n->ctl_fd = fd;
+	return 0;
+}
+
+void eng_ctl_close(struct tdm_node *n)
+{
+	if (n->ctl_fd < 0)
+		return;
+	close(n->ctl_fd);
+	unlink(n->shm->ctl_path);
+	n->ctl_fd = -1;
+}
+
+static bool read_full(int fd, void *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t r = read(fd, (char *)buf + got, len - got);
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+static bool write_full(int fd, const void *buf, size_t len)
+{
+	for (size_t put = 0; put < len;) {
+		ssize_t w = write(fd, (const char *)buf + put, len - put);
+		if (w <= 0)
+			return false;
+		put += (size_t)w;
+	}
+	return true;
+}
+
+static void serve(struct tdm_node *n, int fd)
+{
+	struct ctl_req rq;
+	struct ctl_resp rs = { 0 };
+	static uint8_t key[TDM_LOG_MAX_KEY];
+	uint8_t *val = NULL;
+
+	if (!read_full(fd, &rq, sizeof(rq)) || rq.klen > TDM_LOG_MAX_KEY ||
+	    !read_full(fd, key, rq.klen))
+		return;
+	rs.applied = eng_applied(n);
+	rs.digest = tdm_store_digest(n->store);
+	rs.keys = tdm_store_count(n->store);
+	if (rq.op == CTL_GET) {
+		uint32_t cap = 4096;
+
+		for (;;) {
+			free(val);
+			val = malloc(cap);
+			if (!val) {
+				rs.code = -ENOMEM;
+				break;
+			}
+			rs.code = tdm_store_get(n->store, key, rq.klen, val, cap, &rs.vlen, NULL,
+						NULL);
+			if (rs.code || rs.vlen <= cap)
+				break;
+			cap = rs.vlen;
+		}
+		if (rs.code)
+			rs.vlen = 0;
+	} else if (rq.op != CTL_DIGEST) {
+		rs.code = -EINVAL;
+	}
+	if (write_full(fd, &rs, sizeof(rs)) && rs.vlen)
+		write_full(fd, val, rs.vlen);
+	free(val);
+}
+
+int eng_ctl_poll(struct tdm_node *n)
+{
+	struct timeval tv = { 0, 200000 };
+	int fd, served = 0;
+
+	while (n->ctl_fd >= 0 && (fd = accept4(n->ctl_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		serve(n, fd);
+		close(fd);
+		served++;
+	}
+	return served;
+}
+
+/* ---- Client side (tandemctl, attached handles) ---- */
+
+static int ctl_call(const char *data_dir, uint32_t op, const void *key, uint32_t klen,
+		    struct ctl_resp *rs, void *buf, uint32_t cap)
+{
+	struct ctl_req rq = { op, klen };
+	struct sockaddr_un sa;
+	struct timeval tv = { 5, 0 };
+	int rc = ctl_addr(data_dir, &sa), fd;
+
+	if (rc)
+		return rc;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = -errno;
+		close(fd);
+		return TDM_ERR(rc == -ENOENT ? -ECONNREFUSED : rc, "no node answers on %s (%s): is "
+			       "tandemd running with data_dir %s?", sa.sun_path, strerror(-rc),
+			       data_dir);
+	}
+	rc = write_full(fd, &rq, sizeof(rq)) && write_full(fd, key, klen) &&
+	     read_full(fd, rs, sizeof(*rs)) ? 0 : -EIO;
+	if (!rc && rs->vlen) {
+		uint32_t take = rs->vlen < cap ? rs->vlen : cap;
+		static uint8_t sink[4096];
+
+		rc = read_full(fd, buf, take) ? 0 : -EIO;
+		for (uint32_t left = rs->vlen - take; !rc && left;) {
+			uint32_t k = left < sizeof(sink) ? left : sizeof(sink);
+			rc = read_full(fd, sink, k) ? 0 : -EIO;
+			left -= k;
+		}
+	}
+	close(fd);
+	if (rc)
+		return TDM_ERR(rc, "the node on %s did not answer (timed out or closed)",
+			       sa.sun_path);
+	return 0;
+}
+
+TDM_API int tdm_ctl_get(const char *data_dir, const void *key, uint32_t klen, void *buf,
+			uint32_t cap, uint32_t *vlen)
+{
+	struct ctl_resp rs;
+	int rc = ctl_call(data_dir, CTL_GET, key, klen, &rs, buf, cap);
+
+	if (rc)
+		return rc;
+	*vlen = rs.vlen;
+	return rs.code;
+}
+
+TDM_API int tdm_ctl_digest(const char *data_dir, uint64_t *digest, uint64_t *applied,
+			   uint64_t *keys)
+{
+	struct ctl_resp rs;
+	int rc = ctl_call(data_dir, CTL_DIGEST, NULL, 0, &rs, NULL, 0);
+
+	if (rc)
+		return rc;
+	*digest = rs.digest;
+	*applied = rs.applied;
+	*keys = rs.keys;
+	return rs.code;
+}
