@@ -1,5 +1,6 @@
 #!/bin/bash
-# End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c).
+# End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c), and of the command-line
+# errors of `tandemctl status|get|digest` (tools/ctl_node.c) when no node runs.
 #
 #   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
 #
@@ -344,9 +345,63 @@ run "$CTL" --bogus
 expect_rc "tandemctl --bogus: exit 2" 2
 expect_in "tandemctl --bogus: names the option" "$ERR" "unknown option '--bogus'"
 
+# ---- status, get, digest without a running node (running nodes: tests/test_repl.c) ----
+
+run "$CTL" status
+expect_rc "status without --dir or --config: exit 2" 2
+expect_in "status without --dir: says what is missing" "$ERR" "missing --dir DATA_DIR or --config FILE"
+run "$CTL" digest --dir "$TMP/empty" --config "$TMP/node.ini"
+expect_rc "digest --dir and --config: exit 2" 2
+expect_in "digest --dir and --config: says one of them" "$ERR" "give --dir or --config, not both"
+run "$CTL" status --dir "$TMP/nonexistent"
+expect_rc "status on a missing directory: exit 2" 2
+expect_in "status on a missing directory: names it" "$ERR" "DATA_DIR '$TMP/nonexistent'"
+run "$CTL" status --dir "$TMP/empty"
+expect_rc "status, no node ever ran in DIR: exit 1" 1
+expect_in "status, no node: says so" "$ERR" "tandemctl status: no node is running in $TMP/empty"
+expect_eq "status, no node: nothing on stdout" "" "$(cat "$OUT")"
+run "$CTL" status --json --dir "$TMP/empty"
+expect_rc "status --json, no node: exit 1" 1
+expect_eq "status --json, no node: nothing on stdout" "" "$(cat "$OUT")"
+run "$CTL" get --dir "$TMP/empty" k1
+expect_rc "get, no node: exit 1" 1
+expect_in "get, no node: says so" "$ERR" "tandemctl get: no node is running in $TMP/empty"
+run "$CTL" digest --dir "$TMP/empty" --json
+expect_rc "digest, no node: exit 1" 1
+expect_in "digest, no node: says so" "$ERR" "tandemctl digest: no node is running in $TMP/empty"
+printf '[node]\nid = 1\ndata_dir = %s\n' "$TMP/empty" >"$TMP/node.ini"
+run "$CTL" digest --config "$TMP/node.ini"
+expect_rc "digest --config, no node: exit 1" 1
+expect_in "digest --config: the config's data_dir" "$ERR" "no node is running in $TMP/empty"
+printf '[node]\nid = 1\nrole = leader\n' >"$TMP/bad.ini"
+run "$CTL" status --config "$TMP/bad.ini"
+expect_rc "status --config with a bad file: exit 2" 2
+expect_in "status --config with a bad file: file, line and key" "$ERR" \
+	"$TMP/bad.ini:3: [node] role = leader: unknown value; write primary or replica"
+printf '[node]\nid = 1\n' >"$TMP/nodir.ini"
+run "$CTL" status --config "$TMP/nodir.ini"
+expect_rc "status --config without data_dir: exit 2" 2
+expect_in "status --config without data_dir: says so" "$ERR" "sets no [node] data_dir"
+run "$CTL" get --dir "$TMP/empty"
+expect_rc "get without KEY: exit 2" 2
+expect_in "get without KEY: says so" "$ERR" "missing KEY"
+run "$CTL" get --dir "$TMP/empty" k1 k2
+expect_rc "get KEY extra: exit 2" 2
+expect_in "get KEY extra: names the argument" "$ERR" "unexpected argument 'k2'"
+run "$CTL" status --dir "$TMP/empty" --watch 0
+expect_rc "status --watch 0: exit 2" 2
+expect_in "status --watch 0: says the range" "$ERR" "--watch: give 1..86400 seconds"
+run "$CTL" status --dir "$TMP/empty" --watch 2s
+expect_rc "status --watch 2s: exit 2" 2
+expect_in "status --watch 2s: names the value" "$ERR" "'2s' is not a number"
+run "$CTL" digest --dir "$TMP/empty" --hex
+expect_rc "digest --hex: exit 2" 2
+expect_in "digest --hex: names the option" "$ERR" "unknown option '--hex'"
+
 # ---- Help ----
 
-for args in "--help" "log --help" "log verify --help" "log dump --help" "log help dump" "help log"; do
+for args in "--help" "log --help" "log verify --help" "log dump --help" "log help dump" "help log" \
+	"status --help" "get --help" "digest --help" "help status"; do
 	# shellcheck disable=SC2086 # split the words on purpose
 	run "$CTL" $args
 	expect_rc "tandemctl $args: exit 0" 0

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tdm_err.h"
+
 #define TDM_CTL_EXIT_OK 0    /**< success */
 #define TDM_CTL_EXIT_ERROR 1 /**< the command found or met an error (message on stderr) */
 #define TDM_CTL_EXIT_USAGE 2 /**< the command line is wrong (message names the argument) */
@@ -76,6 +78,32 @@ void tdm_ctl_print_escaped(FILE *f, const uint8_t *s, size_t n, size_t max);
  * s.encode('latin-1') gives the bytes back.
  */
 void tdm_ctl_json_str(FILE *f, const void *s, size_t n, bool bytes);
+
+/**
+ * The calling thread's tdm_errmsg() without the "function:line: " that TDM_ERR() puts first
+ * (that is for developers; the rest names the file, key or directory and what to do).
+ * @return the text, or NULL when there is no message. Inline: tandemd shares it.
+ */
+static inline const char *tdm_ctl_errmsg(void)
+{
+	const char *m = tdm_errmsg(), *p = m;
+
+	if (*m == '\0')
+		return NULL;
+	while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+	       (*p >= '0' && *p <= '9'))
+		p++;
+	if (p == m || *p++ != ':' || *p < '0' || *p > '9')
+		return m;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return p[0] == ':' && p[1] == ' ' ? p + 2 : m;
+}
+
+/** tandemctl status|get|digest: a running node's status, keys and digest (ctl_node.c). */
+int tdm_ctl_status_run(int argc, char **argv);
+int tdm_ctl_get_run(int argc, char **argv);
+int tdm_ctl_digest_run(int argc, char **argv);
 
 /** tandemctl log ...: offline inspection of a log directory (ctl_log.c). */
 int tdm_ctl_log_run(int argc, char **argv);

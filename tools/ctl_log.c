@@ -68,24 +68,6 @@ static const char *advice(int code)
 	}
 }
 
-/* The thread's error message without the "func:line: " that tdm_err_set() puts first (that
- * is for developers; the rest names the file and what is wrong). NULL when there is none. */
-static const char *errmsg_text(void)
-{
-	const char *m = tdm_errmsg(), *p = m;
-
-	if (*m == '\0')
-		return NULL;
-	while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-	       (*p >= '0' && *p <= '9'))
-		p++;
-	if (p == m || *p++ != ':' || *p < '0' || *p > '9')
-		return m;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	return p[0] == ':' && p[1] == ' ' ? p + 2 : m;
-}
-
 /* A problem found in the log, as shown on stderr and in verify's JSON. */
 struct problem {
 	int code;          /* 0: none */
@@ -105,7 +87,7 @@ static void problem_from_scan(struct problem *p, const char *dir,
 	p->offset = r->error_offset;
 	p->position = r->error_position;
 	/* the scan's own text, else the thread's message, else the code's name */
-	p->text = r->error_text[0] != '\0' ? r->error_text : errmsg_text();
+	p->text = r->error_text[0] != '\0' ? r->error_text : tdm_ctl_errmsg();
 	if (p->text == NULL)
 		p->text = tdm_strerror(r->error);
 }
@@ -163,7 +145,7 @@ static void verify_history(const char *dir, struct verify_state *st, struct prob
 	tdm_err_clear();
 	int n = h != NULL ? tdm_log_history_read(dir, h, TDM_LOG_HISTORY_MAX) : -ENOMEM;
 	if (n < 0) {
-		const char *text = errmsg_text();
+		const char *text = tdm_ctl_errmsg();
 		*p = (struct problem){ .code = n, .file = st->history_file, .located = false,
 				       .text = text != NULL ? text : tdm_strerror(n) };
 	} else {

@@ -1,9 +1,10 @@
 /*
  * tandemctl: the operator's command-line tool for a tandem node.
  *
- * Today it inspects a log directory offline (`tandemctl log verify|dump`). Later commands
- * (status, get, digest, promote, switchover) read and drive a running node through its
- * shared-memory counters; each adds one row to top_cmds below and a file of its own.
+ * It shows a running node's status and reads its store (`tandemctl status|get|digest`,
+ * ctl_node.c), and inspects a log directory offline (`tandemctl log verify|dump`, ctl_log.c).
+ * Later commands (promote, switchover) each add one row to top_cmds below and a file of their
+ * own.
  *
  * This file holds main(), the command dispatcher and the helpers every command shares
  * (strict number parsing, usage errors, escaping for human and JSON output); see ctl.h.
@@ -239,6 +240,9 @@ void tdm_ctl_json_str(FILE *f, const void *buf, size_t n, bool bytes)
 /* ---- main ---- */
 
 static const struct tdm_ctl_cmd top_cmds[] = {
+	{ "status", "a running node's positions, lag, rates and peers", tdm_ctl_status_run },
+	{ "get", "read a key from a running node's store", tdm_ctl_get_run },
+	{ "digest", "the digest of a running node's store", tdm_ctl_digest_run },
 	{ "log", "inspect a log directory offline: verify, dump", tdm_ctl_log_run },
 };
 

@@ -1,0 +1,73 @@
+/*
+ * A reusable fault harness for multi-process cluster tests: write the configurations of a
+ * primary and its replicas into a temporary directory, start each node as a real tandemd
+ * process, kill (any signal), stop/continue, restart, wait for catch-up, and compare digests.
+ * Nodes die with the test (PDEATHSIG); tc_destroy, and a SIGTERM from meson's timeout, kill
+ * them and remove every file.
+ *
+ * Waits are bounded (they fail the test after TC_WAIT_S seconds instead of hanging) but nothing
+ * asserts a time.
+ */
+#ifndef TCLUSTER_H
+#define TCLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tandem.h"
+
+#define TC_MAX_NODES 4
+#define TC_WAIT_S 60
+
+struct tc_opts {
+	enum tdm_dp_backend backend;
+	int replicas;              /**< 1..3 */
+	const char *level;         /**< replication.level; NULL = local */
+	int quorum;                /**< 0 = 1 */
+	const char *on_timeout;    /**< NULL = fail */
+	uint64_t timeout_ms;       /**< 0 = 1000 */
+	uint64_t segment_size;     /**< 0 = 1 MiB */
+	uint64_t ring_size;        /**< 0 = 4 MiB */
+	uint64_t retention_cap;    /**< 0 = none */
+	int workers;               /**< 0 = 2 */
+	uint64_t cluster_id;       /**< 0 = derived from the pid */
+};
+
+struct tc_cluster {
+	char dir[200];             /**< temporary directory holding everything */
+	const char *tandemd;       /**< path of the tandemd binary */
+	struct tc_opts o;
+	int n;                     /**< nodes: 0 is the primary (node id 1), i is node id i+1 */
+	pid_t pid[TC_MAX_NODES];
+	char cfg[TC_MAX_NODES][300];
+	char data[TC_MAX_NODES][300];
+	char err[TC_MAX_NODES][300]; /**< each node's stderr */
+	uint16_t port;
+	bool dpdk;
+};
+
+/** Write configurations. @return 0, or 77 when the backend cannot run here (dpdk not built). */
+int tc_create(struct tc_cluster *c, const char *tandemd, const struct tc_opts *o,
+	      const char *tag);
+/** Append a line to node i's configuration (before tc_start), e.g. "[node]\ncluster_id = 9". */
+void tc_config_append(struct tc_cluster *c, int i, const char *text);
+/** Start node i and wait until its status file says it runs (replicas: and streams, unless
+ *  wait_streaming is false). @return 0 or -1 (its stderr is printed). */
+int tc_start(struct tc_cluster *c, int i, bool wait_streaming);
+/** Start every node. */
+int tc_start_all(struct tc_cluster *c);
+/** Send sig to node i; SIGKILL/SIGTERM also reap it. */
+void tc_signal(struct tc_cluster *c, int i, int sig);
+/** Wait until every running replica has applied the primary's tail. @return 0 or -1. */
+int tc_wait_caught_up(struct tc_cluster *c);
+/** Digest, applied position and key count of node i (over its control socket). */
+int tc_digest(struct tc_cluster *c, int i, uint64_t *digest, uint64_t *applied, uint64_t *keys);
+/** Read node i's status. */
+int tc_status(struct tc_cluster *c, int i, struct tdm_status *st);
+/** Does node i's stderr contain text? */
+bool tc_log_has(struct tc_cluster *c, int i, const char *text);
+/** Kill every node and remove the directory. */
+void tc_destroy(struct tc_cluster *c);
+
+#endif /* TCLUSTER_H */

@@ -1,0 +1,602 @@
+/*
+ * tandemctl status|get|digest: a node seen from outside while it runs.
+ *
+ * status reads the node's status file in its data_dir (shared memory the node refreshes every
+ * status interval) without attaching to its log, so it works while the node is busy; get and
+ * digest ask the node's engine over its control socket. The node is named by its data_dir
+ * (--dir) or by its configuration file (--config, which gives the data_dir).
+ *
+ * Exit status: 0 done; 1 the node is not running, the key is missing, or the node failed to
+ * answer (stderr says which); 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "tandem.h"
+
+#define STATUS_PATH "tandemctl status"
+#define GET_PATH "tandemctl get"
+#define DIGEST_PATH "tandemctl digest"
+#define WATCH_MAX 86400u           /* --watch: at most a day between refreshes */
+#define GET_BUF (64u * 1024)       /* first value buffer; a longer value is read again */
+
+/* ---- Arguments: which node (--dir DATA_DIR or --config FILE) and each command's options ---- */
+
+struct args {
+	const char *dir;    /* --dir */
+	const char *config; /* --config */
+	char data_dir[sizeof(((struct tdm_config *)0)->data_dir)]; /* from either */
+	bool json;          /* --json (status, digest) */
+	bool hex;           /* --hex (get) */
+	uint64_t watch;     /* --watch SECONDS (status); 0 = once */
+	const char *key;    /* KEY (get) */
+};
+
+/* A command's command line: the options it takes (getopt returns no others) and its help. */
+struct cmd_line {
+	const char *path;
+	const char *shortopts;
+	const struct option *opts;
+	void (*help)(void);
+	bool key;           /* takes KEY */
+};
+
+#define TARGET_OPTS                                                                          \
+	{ "dir", required_argument, NULL, 'd' }, { "config", required_argument, NULL, 'c' }, \
+	{ "help", no_argument, NULL, 'h' }
+
+#define TARGET_HELP                                                                          \
+	"  -d, --dir DATA_DIR   the node's data directory\n"                                 \
+	"  -c, --config FILE    the node's configuration file (its [node] data_dir)\n"
+
+/* a->data_dir from --dir or --config; it must be a directory. @return 0 or usage exit. */
+static int resolve(const char *path, struct args *a)
+{
+	struct tdm_config *cfg;
+	struct stat st;
+	int rc;
+
+	if ((a->dir == NULL) == (a->config == NULL))
+		return tdm_ctl_usage_error(path, a->dir == NULL ? "missing --dir DATA_DIR or "
+					   "--config FILE (which node)" : "give --dir or --config, "
+					   "not both");
+	if (a->dir != NULL) {
+		if (strlen(a->dir) >= sizeof(a->data_dir))
+			return tdm_ctl_usage_error(path, "--dir '%s' is too long", a->dir);
+		snprintf(a->data_dir, sizeof(a->data_dir), "%s", a->dir);
+	} else {
+		if ((cfg = malloc(sizeof(*cfg))) == NULL)
+			return tdm_ctl_usage_error(path, "out of memory");
+		tdm_config_defaults(cfg);
+		tdm_err_clear();
+		rc = tdm_config_load(cfg, a->config);
+		snprintf(a->data_dir, sizeof(a->data_dir), "%s", cfg->data_dir);
+		free(cfg);
+		if (rc != 0)
+			return tdm_ctl_usage_error(path, "--config: %s", tdm_ctl_errmsg() != NULL ?
+						   tdm_ctl_errmsg() : tdm_strerror(rc));
+		if (a->data_dir[0] == '\0')
+			return tdm_ctl_usage_error(path, "--config %s sets no [node] data_dir",
+						   a->config);
+	}
+	if (stat(a->data_dir, &st) != 0)
+		return tdm_ctl_usage_error(path, "DATA_DIR '%s': %s", a->data_dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return tdm_ctl_usage_error(path, "DATA_DIR '%s' is not a directory", a->data_dir);
+	return 0;
+}
+
+/* @return -1 to run the command with a, or an exit code (help shown, usage error). */
+static int parse_args(const struct cmd_line *c, int argc, char **argv, struct args *a)
+{
+	int ret;
+
+	memset(a, 0, sizeof(*a));
+	optind = 0;
+	while ((ret = getopt_long(argc, argv, c->shortopts, c->opts, NULL)) != -1) {
+		switch (ret) {
+		case 'd': a->dir = optarg; break;
+		case 'c': a->config = optarg; break;
+		case 'j': a->json = true; break;
+		case 'x': a->hex = true; break;
+		case 'w':
+			if (tdm_ctl_parse_u64(c->path, "--watch", optarg, &a->watch) != 0)
+				return TDM_CTL_EXIT_USAGE;
+			if (a->watch == 0 || a->watch > WATCH_MAX)
+				return tdm_ctl_usage_error(c->path, "--watch: give 1..%u seconds",
+							   WATCH_MAX);
+			break;
+		case 'h': c->help(); return TDM_CTL_EXIT_OK;
+		default: return tdm_ctl_bad_option(c->path, ret, argv, c->opts);
+		}
+	}
+	if (c->key && optind >= argc)
+		return tdm_ctl_usage_error(c->path, "missing KEY");
+	if (c->key)
+		a->key = argv[optind++];
+	if (optind < argc)
+		return tdm_ctl_usage_error(c->path, "unexpected argument '%s'", argv[optind]);
+	return resolve(c->path, a) != 0 ? TDM_CTL_EXIT_USAGE : -1;
+}
+
+/* ---- Human figures ---- */
+
+static void human_bytes(uint64_t v, char *buf, size_t cap)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double d = (double)v;
+	int u = -1;
+
+	if (v < 1024) {
+		snprintf(buf, cap, "%" PRIu64 " B", v);
+		return;
+	}
+	while (d >= 1024 && u < 4) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, cap, d < 10 ? "%.1f %s" : "%.0f %s", d, units[u]);
+}
+
+static void human_ns(uint64_t ns, char *buf, size_t cap)
+{
+	double d = (double)ns;
+
+	if (ns < 1000)
+		snprintf(buf, cap, "%" PRIu64 " ns", ns);
+	else if (ns < 1000000)
+		snprintf(buf, cap, d < 10e3 ? "%.1f µs" : "%.0f µs", d / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, cap, d < 10e6 ? "%.1f ms" : "%.0f ms", d / 1e6);
+	else
+		snprintf(buf, cap, d < 10e9 ? "%.1f s" : "%.0f s", d / 1e9);
+}
+
+/* Counts per second: 950, 12.3k, 4.1M. */
+static void human_count(uint64_t v, char *buf, size_t cap)
+{
+	if (v < 1000)
+		snprintf(buf, cap, "%" PRIu64, v);
+	else if (v < 1000000)
+		snprintf(buf, cap, "%.1fk", (double)v / 1e3);
+	else
+		snprintf(buf, cap, "%.1fM", (double)v / 1e6);
+}
+
+static void human_uptime(uint64_t ns, char *buf, size_t cap)
+{
+	uint64_t s = ns / 1000000000u;
+
+	if (s < 3600)
+		snprintf(buf, cap, "%" PRIu64 "m %02" PRIu64 "s", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, cap, "%" PRIu64 "h %02" PRIu64 "m", s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, cap, "%" PRIu64 "d %02" PRIu64 "h", s / 86400, s / 3600 % 24);
+}
+
+/* Local time: "2024-05-01 12:00:03". */
+static void local_stamp(time_t t, char *buf, size_t cap)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* "2024-05-01 12:00:03 (5m 02s ago)"; "at an unknown time" for 0. */
+static void human_when(uint64_t unix_ns, char *buf, size_t cap)
+{
+	struct timespec now;
+	char ago[32], stamp[32];
+
+	if (unix_ns == 0) {
+		snprintf(buf, cap, "at an unknown time");
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	local_stamp((time_t)(unix_ns / 1000000000u), stamp, sizeof(stamp));
+	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	human_uptime(now_ns > unix_ns ? now_ns - unix_ns : 0, ago, sizeof(ago));
+	snprintf(buf, cap, "%s (%s ago)", stamp, ago);
+}
+
+/* s padded with blanks to width columns (µ is one column, two bytes). */
+static void cell(const char *s, int width)
+{
+	int cols = 0;
+
+	for (const char *p = s; *p != '\0'; p++)
+		cols += ((unsigned char)*p & 0xc0) != 0x80;
+	printf("%s%*s", s, width > cols ? width - cols : 0, "");
+}
+
+/* "1.2 KiB / 35 µs": how far a replica position is behind the tail. */
+static void behind(uint64_t tail, uint64_t pos, uint64_t lag_ns, char *buf, size_t cap)
+{
+	char b[24], t[24];
+
+	human_bytes(tail > pos ? tail - pos : 0, b, sizeof(b));
+	human_ns(lag_ns, t, sizeof(t));
+	snprintf(buf, cap, "%s / %s", b, t);
+}
+
+/* ---- status ---- */
+
+static void status_header(const char *dir, const struct tdm_status *st)
+{
+	char up[24], rate[24], bytes[24], store[24], dur[24], app[24];
+
+	human_uptime(st->uptime_ns, up, sizeof(up));
+	printf("node %u (%s", st->node_id, tdm_role_name((enum tdm_role)st->role));
+	if (st->role == TDM_ROLE_REPLICA)
+		printf(" of %u, %s", st->primary_id,
+		       tdm_peer_state_name((enum tdm_peer_state)st->replica_state));
+	printf(")  epoch %" PRIu32 "  pid %" PRId32 "  up %s  data_dir %s\n", st->epoch, st->pid,
+	       up, dir);
+	printf("  %-10s %s\n", "transport", st->transport);
+	printf("  %-10s level %s, quorum %" PRId32 "%s\n", "commit", st->level, st->quorum,
+	       st->degraded ? ", DEGRADED (writes do not wait for the quorum)" : ", not degraded");
+	human_bytes(st->tail > st->durable ? st->tail - st->durable : 0, dur, sizeof(dur));
+	human_bytes(st->tail > st->applied ? st->tail - st->applied : 0, app, sizeof(app));
+	printf("  %-10s start %" PRIu64 "  tail %" PRIu64 "  durable %" PRIu64 " (%s behind)  "
+	       "applied %" PRIu64 " (%s behind)\n", "positions", st->log_start, st->tail,
+	       st->durable, dur, st->applied, app);
+	human_count(st->writes_per_s, rate, sizeof(rate));
+	human_bytes(st->bytes_per_s, bytes, sizeof(bytes));
+	printf("  %-10s %s/s, %s/s\n", "writes", rate, bytes);
+	human_bytes(st->store_bytes, store, sizeof(store));
+	printf("  %-10s %" PRIu64 " keys, %s, digest %016" PRIx64 " (at applied)\n", "store",
+	       st->keys, store, st->digest);
+	printf("  %-10s timeouts %" PRIu64 "  degrades %" PRIu64 "  resyncs %" PRIu64
+	       "  dropped frames %" PRIu64 " (another cluster: %" PRIu64 ")\n", "events",
+	       st->timeouts, st->degrades, st->resyncs, st->frames_dropped,
+	       st->frames_bad_cluster);
+}
+
+static void status_peers(const struct tdm_status *st)
+{
+	static const struct {
+		const char *title;
+		int width;
+	} cols[] = {
+		{ "PEER", 6 }, { "STATE", 12 }, { "LINK", 6 }, { "SENT", 14 }, { "RECEIVED", 20 },
+		{ "DURABLE", 20 }, { "APPLIED", 20 }, { "RATE", 24 }, { "RESYNCS", 9 },
+		{ "REWINDS", 0 },
+	};
+	char c[10][64], mb[24], recs[24];
+
+	if (st->n_peers <= 0) {
+		printf("\nno peers\n");
+		return;
+	}
+	putchar('\n');
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+		cell(cols[i].title, cols[i].width);
+	putchar('\n');
+	for (int i = 0; i < st->n_peers && i < TDM_MAX_PEERS; i++) {
+		const struct tdm_peer_status *p = &st->peers[i];
+		snprintf(c[0], sizeof(c[0]), "%u", p->node_id);
+		snprintf(c[1], sizeof(c[1]), "%s",
+			 tdm_peer_state_name((enum tdm_peer_state)p->state));
+		snprintf(c[2], sizeof(c[2]), "%s", p->link_up ? "up" : "down");
+		snprintf(c[3], sizeof(c[3]), "%" PRIu64, p->sent);
+		behind(st->tail, p->received, p->lag_received_ns, c[4], sizeof(c[4]));
+		behind(st->tail, p->durable, p->lag_durable_ns, c[5], sizeof(c[5]));
+		behind(st->tail, p->applied, p->lag_applied_ns, c[6], sizeof(c[6]));
+		snprintf(mb, sizeof(mb), "%.1f", (double)p->bytes_per_s / 1e6);
+		human_count(p->records_per_s, recs, sizeof(recs));
+		snprintf(c[7], sizeof(c[7]), "%s MB/s %s rec/s", mb, recs);
+		snprintf(c[8], sizeof(c[8]), "%" PRIu64, p->resyncs);
+		snprintf(c[9], sizeof(c[9]), "%" PRIu64, p->rewinds);
+		for (size_t j = 0; j < sizeof(cols) / sizeof(cols[0]); j++)
+			cell(c[j], cols[j].width);
+		putchar('\n');
+	}
+}
+
+#define JU64(name, v) printf(",\"%s\":%" PRIu64, name, (uint64_t)(v))
+
+static void json_peer(const struct tdm_status *st, const struct tdm_peer_status *p)
+{
+	printf("{\"node_id\":%u,\"state\":\"%s\",\"link_up\":%s", p->node_id,
+	       tdm_peer_state_name((enum tdm_peer_state)p->state), p->link_up ? "true" : "false");
+	JU64("sent", p->sent);
+	JU64("received", p->received);
+	JU64("durable", p->durable);
+	JU64("applied", p->applied);
+	JU64("received_behind_bytes", st->tail > p->received ? st->tail - p->received : 0);
+	JU64("durable_behind_bytes", st->tail > p->durable ? st->tail - p->durable : 0);
+	JU64("applied_behind_bytes", st->tail > p->applied ? st->tail - p->applied : 0);
+	JU64("lag_received_ns", p->lag_received_ns);
+	JU64("lag_durable_ns", p->lag_durable_ns);
+	JU64("lag_applied_ns", p->lag_applied_ns);
+	JU64("bytes_per_s", p->bytes_per_s);
+	JU64("records_per_s", p->records_per_s);
+	JU64("resyncs", p->resyncs);
+	JU64("rewinds", p->rewinds);
+	JU64("retransmit_bytes", p->retransmit_bytes);
+	JU64("naks", p->naks);
+	JU64("last_heard_ns", p->last_heard_ns);
+	putchar('}');
+}
+
+static void status_json(const char *dir, const struct tdm_status *st)
+{
+	fputs("{\"dir\":", stdout);
+	tdm_ctl_json_str(stdout, dir, strlen(dir), false);
+	printf(",\"running\":true,\"node_id\":%u,\"role\":\"%s\",\"epoch\":%" PRIu32
+	       ",\"primary_id\":%u,\"replica_state\":\"%s\",\"pid\":%" PRId32 ",\"transport\":",
+	       st->node_id, tdm_role_name((enum tdm_role)st->role), st->epoch, st->primary_id,
+	       tdm_peer_state_name((enum tdm_peer_state)st->replica_state), st->pid);
+	tdm_ctl_json_str(stdout, st->transport, strnlen(st->transport, sizeof(st->transport)),
+			 false);
+	fputs(",\"level\":", stdout);
+	tdm_ctl_json_str(stdout, st->level, strnlen(st->level, sizeof(st->level)), false);
+	printf(",\"quorum\":%" PRId32 ",\"degraded\":%s", st->quorum,
+	       st->degraded ? "true" : "false");
+	JU64("log_start", st->log_start);
+	JU64("tail", st->tail);
+	JU64("durable", st->durable);
+	JU64("applied", st->applied);
+	JU64("writes_per_s", st->writes_per_s);
+	JU64("bytes_per_s", st->bytes_per_s);
+	JU64("keys", st->keys);
+	JU64("store_bytes", st->store_bytes);
+	JU64("digest", st->digest);
+	printf(",\"digest_hex\":\"%016" PRIx64 "\"", st->digest);
+	JU64("timeouts", st->timeouts);
+	JU64("degrades", st->degrades);
+	JU64("resyncs", st->resyncs);
+	JU64("frames_bad_cluster", st->frames_bad_cluster);
+	JU64("frames_dropped", st->frames_dropped);
+	JU64("uptime_ns", st->uptime_ns);
+	JU64("updated_ns", st->updated_ns);
+	fputs(",\"peers\":[", stdout);
+	for (int i = 0; i < st->n_peers && i < TDM_MAX_PEERS; i++) {
+		if (i > 0)
+			putchar(',');
+		json_peer(st, &st->peers[i]);
+	}
+	fputs("]}\n", stdout);
+}
+
+/* The node at dir is not running (or never ran there): say so. @return TDM_CTL_EXIT_ERROR. */
+static int not_running(const char *path, const char *dir, int rc, const struct tdm_status *st)
+{
+	char when[96];
+
+	fflush(stdout);
+	if (rc == TDM_ERR_CLOSED) {
+		human_when(st->updated_ns, when, sizeof(when));
+		fprintf(stderr, "%s: node in %s is not running (status from pid %" PRId32 ", last "
+			"updated %s)\n", path, dir, st->pid, when);
+	} else {
+		const char *m = tdm_ctl_errmsg();
+		fprintf(stderr, "%s: no node is running in %s: %s\n", path, dir,
+			m != NULL ? m : tdm_strerror(rc));
+	}
+	return TDM_CTL_EXIT_ERROR;
+}
+
+/* After a control request failed: the node is not running, or it refused or did not answer. */
+static int request_failed(const char *path, const char *dir, int rc)
+{
+	struct tdm_status st;
+	const char *m = tdm_ctl_errmsg();
+	char msg[1100];
+
+	snprintf(msg, sizeof(msg), "%s", m != NULL ? m : tdm_strerror(rc));
+	tdm_err_clear();
+	int src = tdm_status_read(dir, &st);
+	if (src != 0)
+		return not_running(path, dir, src, &st);
+	fprintf(stderr, "%s: the node in %s (pid %" PRId32 ") failed the request: %s\n", path,
+		dir, st.pid, msg);
+	return TDM_CTL_EXIT_ERROR;
+}
+
+static void status_help(void)
+{
+	fputs("Usage: " STATUS_PATH " (--dir DATA_DIR | --config FILE) [--json] [--watch SECONDS]\n"
+	      "\n"
+	      "Show a running node's status: role, epoch, commit level and quorum, its log\n"
+	      "positions (start, tail, durable, applied), write rate, store size and digest,\n"
+	      "counters (commit timeouts, degrades, resyncs, dropped frames), and one row per\n"
+	      "peer: state, link, what was sent, and for received/durable/applied how far the\n"
+	      "peer is behind the tail in bytes and in time, its rate, resyncs and rewinds.\n"
+	      "Read from the node's status file, so it works while the node is busy.\n"
+	      "\n"
+	      "Options:\n" TARGET_HELP
+	      "  -j, --json           one JSON object with every field (numbers as numbers;\n"
+	      "                       digest also as digest_hex); with --watch, one per line\n"
+	      "  -w, --watch SECONDS  print again every SECONDS (1..86400) until interrupted\n"
+	      "  -h, --help           show this help\n"
+	      "\n"
+	      "Exit status: 0 done; 1 no node is running in DATA_DIR (the message says which\n"
+	      "pid last ran there and when); 2 usage error.\n",
+	      stdout);
+}
+
+/* One status: read and print. @return exit code. */
+static int status_once(const char *dir, bool json, uint64_t watch)
+{
+	struct tdm_status st;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	tdm_err_clear();
+	if ((rc = tdm_status_read(dir, &st)) != 0)
+		return not_running(STATUS_PATH, dir, rc, &st);
+	if (json) {
+		status_json(dir, &st);
+		return TDM_CTL_EXIT_OK;
+	}
+	if (watch != 0) {
+		char now[32];
+		local_stamp(time(NULL), now, sizeof(now));
+		printf("%s%s every %" PRIu64 "s, %s\n", isatty(STDOUT_FILENO) ? "\033[H\033[2J" :
+		       "\n", STATUS_PATH, watch, now);
+	}
+	status_header(dir, &st);
+	status_peers(&st);
+	return TDM_CTL_EXIT_OK;
+}
+
+int tdm_ctl_status_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		TARGET_OPTS,
+		{ "json", no_argument, NULL, 'j' },
+		{ "watch", required_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct cmd_line cmd = { STATUS_PATH, ":d:c:hjw:", opts, status_help, false };
+	struct args a;
+	int code = parse_args(&cmd, argc, argv, &a);
+
+	if (code >= 0)
+		return code;
+	for (;;) {
+		code = status_once(a.data_dir, a.json, a.watch);
+		if (code != TDM_CTL_EXIT_OK || a.watch == 0)
+			return code;
+		if (fflush(stdout) != 0 || ferror(stdout))
+			return TDM_CTL_EXIT_ERROR; /* main() says why */
+		struct timespec ts = { .tv_sec = (time_t)a.watch };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+}
+
+/* ---- get ---- */
+
+static void get_help(void)
+{
+	fputs("Usage: " GET_PATH " (--dir DATA_DIR | --config FILE) [--hex] KEY\n"
+	      "\n"
+	      "Read KEY (the argument's bytes) from a running node's store: on a replica, what it\n"
+	      "has applied. The value is printed on one line: printable ASCII as is, '\"' and '\\'\n"
+	      "escaped, other bytes as \\xNN.\n"
+	      "\n"
+	      "Options:\n" TARGET_HELP
+	      "  -x, --hex            print the value as hex digits instead\n"
+	      "  -h, --help           show this help\n"
+	      "\n"
+	      "Exit status: 0 found; 1 no such key, or no node is running in DATA_DIR; 2 usage\n"
+	      "error.\n",
+	      stdout);
+}
+
+/* Ask for key; *val gets a malloc'd buffer of *vlen bytes. @return tdm_ctl_get's code. */
+static int get_value(const char *dir, const char *key, uint8_t **val, uint32_t *vlen)
+{
+	uint32_t cap = GET_BUF;
+	int rc;
+
+	for (;;) {
+		uint8_t *buf = malloc(cap);
+		if (buf == NULL)
+			return TDM_ERR(-ENOMEM, "no memory for a value of %u bytes", cap);
+		rc = tdm_ctl_get(dir, key, (uint32_t)strlen(key), buf, cap, vlen);
+		if (rc != 0 || *vlen <= cap) {
+			*val = buf;
+			return rc;
+		}
+		free(buf); /* the value is longer than the buffer: ask again with room for it */
+		cap = *vlen;
+	}
+}
+
+int tdm_ctl_get_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		TARGET_OPTS,
+		{ "hex", no_argument, NULL, 'x' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct cmd_line cmd = { GET_PATH, ":d:c:hx", opts, get_help, true };
+	struct args a;
+	uint8_t *val = NULL;
+	uint32_t vlen = 0;
+	int rc = parse_args(&cmd, argc, argv, &a);
+
+	if (rc >= 0)
+		return rc;
+	if (a.key[0] == '\0' || strlen(a.key) > TDM_LOG_MAX_KEY)
+		return tdm_ctl_usage_error(GET_PATH, "KEY must be 1..%u bytes", TDM_LOG_MAX_KEY);
+	tdm_err_clear();
+	rc = get_value(a.data_dir, a.key, &val, &vlen);
+	if (rc == 0 && a.hex) {
+		for (uint32_t i = 0; i < vlen; i++)
+			printf("%02x", val[i]);
+		putchar('\n');
+	} else if (rc == 0) {
+		tdm_ctl_print_escaped(stdout, val, vlen, vlen);
+		putchar('\n');
+	}
+	free(val);
+	if (rc == TDM_ERR_NOT_FOUND) {
+		fprintf(stderr, "%s: no key \"", GET_PATH);
+		tdm_ctl_print_escaped(stderr, (const uint8_t *)a.key, strlen(a.key), 64);
+		fprintf(stderr, "\" in the node's store (%s)\n", a.data_dir);
+		return TDM_CTL_EXIT_ERROR;
+	}
+	return rc == 0 ? TDM_CTL_EXIT_OK : request_failed(GET_PATH, a.data_dir, rc);
+}
+
+/* ---- digest ---- */
+
+static void digest_help(void)
+{
+	fputs("Usage: " DIGEST_PATH " (--dir DATA_DIR | --config FILE) [--json]\n"
+	      "\n"
+	      "Print the digest of a running node's store, with the applied position it belongs\n"
+	      "to and the number of keys. Two nodes with equal positions and equal digests hold\n"
+	      "the same contents.\n"
+	      "\n"
+	      "Options:\n" TARGET_HELP
+	      "  -j, --json           one JSON object: dir, digest (a number), digest_hex,\n"
+	      "                       applied, keys\n"
+	      "  -h, --help           show this help\n"
+	      "\n"
+	      "Exit status: 0 done; 1 no node is running in DATA_DIR; 2 usage error.\n",
+	      stdout);
+}
+
+int tdm_ctl_digest_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		TARGET_OPTS,
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct cmd_line cmd = { DIGEST_PATH, ":d:c:hj", opts, digest_help, false };
+	uint64_t digest = 0, applied = 0, keys = 0;
+	struct args a;
+	int rc = parse_args(&cmd, argc, argv, &a);
+
+	if (rc >= 0)
+		return rc;
+	tdm_err_clear();
+	if ((rc = tdm_ctl_digest(a.data_dir, &digest, &applied, &keys)) != 0)
+		return request_failed(DIGEST_PATH, a.data_dir, rc);
+	if (a.json) {
+		fputs("{\"dir\":", stdout);
+		tdm_ctl_json_str(stdout, a.data_dir, strlen(a.data_dir), false);
+		printf(",\"digest\":%" PRIu64 ",\"digest_hex\":\"%016" PRIx64 "\",\"applied\":%"
+		       PRIu64 ",\"keys\":%" PRIu64 "}\n", digest, digest, applied, keys);
+	} else {
+		printf("digest %016" PRIx64 "  applied %" PRIu64 "  keys %" PRIu64 "\n", digest,
+		       applied, keys);
+	}
+	return TDM_CTL_EXIT_OK;
+}

@@ -1,0 +1,281 @@
+/*
+ * tandem-load: the command line. Every option is checked here, so the run meets only values it
+ * can use; a usage error names the option, the value and what to write instead.
+ */
+#include "load_opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char help_text[] =
+"Usage: tandem-load (--attach DATA_DIR | --config FILE [--set section.key=value ...]) [OPTIONS]\n"
+"\n"
+"Write load to a tandem primary and measure how long each write takes to reach its commit\n"
+"level. A write is a put (or a delete) of a 16-byte key \"k%015llu\", then a wait for the level.\n"
+"\n"
+"Target (one of):\n"
+"  --attach DATA_DIR      the tandemd running on this machine with that data directory\n"
+"  --config FILE          run the primary node in this process from its configuration file.\n"
+"                         threads is forced to 0: this thread drives the node while it waits\n"
+"                         and paces, so leave it a core. Replicas run elsewhere (tandemd).\n"
+"  --set section.key=value  override a key of FILE, as in the file (repeatable)\n"
+"\n"
+"Load:\n"
+"  --rate N|max           N writes/s on a fixed schedule, each write's latency measured from\n"
+"                         its intended send time, so a stall is not hidden by the sends it\n"
+"                         delays; max: closed loop, as fast as writes are acknowledged\n"
+"                         (default max)\n"
+"  --duration SECONDS     how long to measure (default 10; decimals allowed)\n"
+"  --count N              measure N writes instead of a duration\n"
+"  --warmup SECONDS       run this long first, left out of every figure (default 0)\n"
+"  --pipeline N           writes sent before one wait for the last of them (default 1); each\n"
+"                         one's latency runs to the end of that wait. At a fixed rate: up to N\n"
+"                         writes that are already due, when behind schedule\n"
+"  --level LEVEL          what each write waits for: memory, local, received, durable, applied\n"
+"                         (default: the configured level with --config, local with --attach)\n"
+"  --value-size BYTES     value of each put (default 64)\n"
+"  --keys N               key space: keys 0..N-1 (default 100000)\n"
+"  --dist uniform|zipf    key distribution (default uniform); zipf: key 0 most frequent\n"
+"  --zipf-theta T         zipf skew, 0 <= T < 1 (default 0.99)\n"
+"  --delete-ratio PERMILLE  deletes per 1000 writes (default 0)\n"
+"  --seed N               seed of keys, values and put/delete choices (default 1)\n"
+"\n"
+"Output:\n"
+"  A start line and a progress line each second on stderr: elapsed time, writes/s, MB/s of\n"
+"  keys and values, p50/p99/max latency of that second, failed and degraded writes. Then the\n"
+"  report on stdout: writes, duration, writes/s, MB/s, latency p50 p90 p99 p99.9 p99.99 max\n"
+"  and mean, outcomes, level.\n"
+"  --json                 the report as one JSON object on stdout instead of the table\n"
+"  --plot FILE.svg        p50/p99/max latency per 100 ms over the run, as an SVG image\n"
+"  --quiet                no start line and no progress lines\n"
+"  -h, --help             this text\n"
+"\n"
+"Outcomes: a wait that times out is a failed write (policy fail); one acknowledged at local\n"
+"instead of its level is degraded (policy degrade); a put that meets a full ring is retried and\n"
+"counted as back-pressure. At a fixed rate, writes still due when the time is up are counted\n"
+"as unsent. Latencies cover every write waited for, failed ones included. Any other error\n"
+"stops the run with exit status 1; Ctrl-C stops it early with the report of what ran.\n"
+"\n"
+"Exit status: 0 the run finished (failed writes are in the report), 1 error, 2 usage error.\n"
+"\n"
+"Examples:\n"
+"  tandem-load --attach /tmp/tandem/n1 --rate 100000 --duration 5 --level applied --json\n"
+"  tandem-load --attach /tmp/tandem/n1 --rate max --pipeline 32 --value-size 1024\n"
+"  tandem-load --config n1.ini --set replication.level=durable --rate 20000 --plot lat.svg\n"
+"  tandem-load --attach /tmp/tandem/n1 --dist zipf --keys 1000000 --delete-ratio 100 \\\n"
+"      --count 1000000 --warmup 2\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("tandem-load: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'tandem-load --help'.\n", stderr);
+	return TDM_LOAD_EXIT_USAGE;
+}
+
+/* A whole number: decimal digits only, no sign, no blanks, no suffix. */
+static bool read_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno == 0;
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v;
+
+	if (!read_u64(s, &v) || v < min || v > max)
+		return usage_error("--%s: '%s' is not a whole number from %llu to %llu", opt, s,
+				   (unsigned long long)min, (unsigned long long)max);
+	*out = v;
+	return 0;
+}
+
+static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t v = 0;
+	int rc = parse_u64(opt, s, min, max, &v);
+
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
+}
+
+/* A number in [min, max]; decimals allowed. */
+static int parse_double(const char *opt, const char *s, double min, double max, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !(v >= min && v <= max))
+		return usage_error("--%s: '%s' is not a number from %g to %g", opt, s, min, max);
+	*out = v;
+	return 0;
+}
+
+enum {
+	OPT_ATTACH = 256, OPT_CONFIG, OPT_SET, OPT_RATE, OPT_DURATION, OPT_COUNT, OPT_WARMUP,
+	OPT_PIPELINE, OPT_LEVEL, OPT_VALUE_SIZE, OPT_KEYS, OPT_DIST, OPT_THETA, OPT_DELETE,
+	OPT_SEED, OPT_JSON, OPT_PLOT, OPT_QUIET,
+};
+
+static const struct option long_opts[] = {
+	{ "attach", required_argument, NULL, OPT_ATTACH },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "set", required_argument, NULL, OPT_SET },
+	{ "rate", required_argument, NULL, OPT_RATE },
+	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "warmup", required_argument, NULL, OPT_WARMUP },
+	{ "pipeline", required_argument, NULL, OPT_PIPELINE },
+	{ "level", required_argument, NULL, OPT_LEVEL },
+	{ "value-size", required_argument, NULL, OPT_VALUE_SIZE },
+	{ "keys", required_argument, NULL, OPT_KEYS },
+	{ "dist", required_argument, NULL, OPT_DIST },
+	{ "zipf-theta", required_argument, NULL, OPT_THETA },
+	{ "delete-ratio", required_argument, NULL, OPT_DELETE },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "plot", required_argument, NULL, OPT_PLOT },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Options that shape the load (the rest are in parse_option). */
+static int parse_load_option(struct tdm_load_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_RATE:
+		if (strcmp(arg, "max") == 0) {
+			o->rate = 0;
+			return 0;
+		}
+		if (!read_u64(arg, &o->rate) || o->rate < 1 || o->rate > TDM_LOAD_MAX_RATE)
+			return usage_error("--rate: '%s' is not max or a whole number of writes/s "
+					   "from 1 to %llu", arg, TDM_LOAD_MAX_RATE);
+		return 0;
+	case OPT_DURATION:
+		o->duration_set = true;
+		return parse_double("duration", arg, 0.001, 1e7, &o->duration);
+	case OPT_COUNT:
+		return parse_u64("count", arg, 1, UINT64_MAX, &o->count);
+	case OPT_WARMUP:
+		return parse_double("warmup", arg, 0, 1e7, &o->warmup);
+	case OPT_PIPELINE:
+		return parse_u32("pipeline", arg, 1, TDM_LOAD_MAX_PIPELINE, &o->pipeline);
+	case OPT_VALUE_SIZE:
+		return parse_u32("value-size", arg, 0, TDM_LOG_MAX_VALUE, &o->value_size);
+	case OPT_KEYS:
+		return parse_u64("keys", arg, 1, TDM_LOAD_KEYS_MAX, &o->keys);
+	case OPT_THETA:
+		o->theta_set = true;
+		return parse_double("zipf-theta", arg, 0, 0.999999, &o->theta);
+	case OPT_DELETE:
+		return parse_u32("delete-ratio", arg, 0, 1000, &o->delete_permille);
+	case OPT_SEED:
+		return parse_u64("seed", arg, 0, UINT64_MAX, &o->seed);
+	}
+	return usage_error("unknown option");
+}
+
+static int parse_option(struct tdm_load_opts *o, int c, char *arg)
+{
+	switch (c) {
+	case OPT_ATTACH:
+		o->attach_dir = arg;
+		return 0;
+	case OPT_CONFIG:
+		o->config_path = arg;
+		return 0;
+	case OPT_SET:
+		if (strchr(arg, '=') == NULL) /* the key itself is checked by tdm_config_set */
+			return usage_error("--set '%s': write section.key=value", arg);
+		o->sets[o->n_sets++] = arg;
+		return 0;
+	case OPT_LEVEL:
+		o->level_set = true;
+		if (tdm_level_parse(arg, &o->level) != 0)
+			return usage_error("--level: '%s' is not a level (memory, local, received, "
+					   "durable, applied)", arg);
+		return 0;
+	case OPT_DIST:
+		if (strcmp(arg, "uniform") != 0 && strcmp(arg, "zipf") != 0)
+			return usage_error("--dist: '%s' is not uniform or zipf", arg);
+		o->dist = arg[0] == 'z' ? TDM_LOAD_DIST_ZIPF : TDM_LOAD_DIST_UNIFORM;
+		return 0;
+	case OPT_JSON:
+		o->json = true;
+		return 0;
+	case OPT_PLOT:
+		o->plot_path = arg;
+		return 0;
+	case OPT_QUIET:
+		o->quiet = true;
+		return 0;
+	}
+	return parse_load_option(o, c, arg);
+}
+
+/* Options that make sense only together, or not at all together. */
+static int check_options(const struct tdm_load_opts *o)
+{
+	size_t plen = o->plot_path != NULL ? strlen(o->plot_path) : 0;
+
+	if ((o->attach_dir == NULL) == (o->config_path == NULL))
+		return usage_error("give one target: --attach DATA_DIR or --config FILE");
+	if (o->n_sets != 0 && o->config_path == NULL)
+		return usage_error("--set overrides keys of --config FILE; with --attach, change "
+				   "the running node's configuration instead");
+	if (o->duration_set && o->count != 0)
+		return usage_error("give --duration or --count, not both");
+	if (o->theta_set && o->dist != TDM_LOAD_DIST_ZIPF)
+		return usage_error("--zipf-theta needs --dist zipf");
+	if (plen >= 4 && strcasecmp(o->plot_path + plen - 4, ".png") == 0)
+		return usage_error("--plot %s: only SVG is supported; name the file .svg",
+				   o->plot_path);
+	return 0;
+}
+
+int tdm_load_opts_parse(int argc, char **argv, struct tdm_load_opts *o)
+{
+	int c, rc;
+
+	*o = (struct tdm_load_opts){
+		.duration = 10, .pipeline = 1, .value_size = 64, .keys = 100000,
+		.dist = TDM_LOAD_DIST_UNIFORM, .theta = 0.99, .level = TDM_LEVEL_LOCAL, .seed = 1,
+	};
+	o->sets = calloc((size_t)argc, sizeof(*o->sets));
+	if (o->sets == NULL)
+		return usage_error("out of memory");
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help_text, stdout);
+			return -1;
+		}
+		if (c == '?') { /* getopt said what is wrong */
+			fputs("Try 'tandem-load --help'.\n", stderr);
+			return TDM_LOAD_EXIT_USAGE;
+		}
+		rc = parse_option(o, c, optarg);
+		if (rc != 0)
+			return rc;
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	return check_options(o);
+}

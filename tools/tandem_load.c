@@ -1,0 +1,719 @@
+/*
+ * tandem-load: the load generator.
+ *
+ * Writes to a primary, waits for each write's commit level, and reports latency percentiles,
+ * throughput and outcomes: a progress line every second, a final report (a table, or one JSON
+ * object), and optionally an SVG plot of latency over time.
+ *
+ * Fixed rate is an open loop: write i is due at start + i / rate and its latency runs from that
+ * intended time, not from when it was sent, so a stall that delays the sends after it shows in
+ * their latencies instead of hiding (coordinated omission). Behind schedule, up to --pipeline
+ * writes already due go out before one wait. Maximum rate is a closed loop: --pipeline writes,
+ * one wait for the last, each write's latency from its own send.
+ *
+ * The node is attached (a tandemd on this machine, --attach DATA_DIR) or runs in this process
+ * (--config FILE) with threads = 0: this thread drives it while it waits and paces.
+ *
+ * Figures: a write counts when its wait returns. Writes sent before the end of --warmup are
+ * left out of every figure; the plot and the percentiles come from histograms of 100 ms
+ * intervals (load_hist.h), merged into each second and into the whole run.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "load_hist.h"
+#include "load_keys.h"
+#include "load_opts.h"
+#include "load_plot.h"
+#include "tandem.h"
+
+#define TICK_NS 100000000ull     /**< plot interval: 100 ms */
+#define TICKS_PER_SECOND 10
+#define PACE_SLEEP_NS 2000000ull /**< farther than this from the next send: sleep, not yield */
+
+static volatile sig_atomic_t stop_requested;
+
+/* ---- The run ---- */
+
+/** Outcomes of writes, for one second or the whole run. */
+struct load_counts {
+	uint64_t writes;       /**< sent and waited for */
+	uint64_t deletes;      /**< of which deletes */
+	uint64_t bytes;        /**< of keys and values */
+	uint64_t failed;       /**< waits that timed out (policy fail) */
+	uint64_t degraded;     /**< acknowledged at local instead (policy degrade) */
+	uint64_t backpressure; /**< writes that met a full ring and were retried */
+};
+
+/** One write of a batch, until its wait returns. */
+struct load_slot {
+	uint64_t start;    /**< intended send time (fixed rate) or send time (max), ns */
+	uint32_t bytes;
+	bool del;
+	bool met_full;     /**< the ring was full at least once */
+};
+
+struct load_run {
+	const struct tdm_load_opts *o;
+	struct tdm_node *node;
+	bool drive;                /**< the node runs in this process: pacing drives it */
+	enum tdm_level level;
+	struct tdm_load_keys keys;
+	struct tdm_load_rng ops;   /**< put or delete */
+	uint8_t *value;
+	uint64_t value_seq;        /**< stamped into each value so that values differ */
+	struct load_slot *batch;   /**< pipeline slots */
+	/* Times (CLOCK_MONOTONIC ns) and progress of the schedule. */
+	uint64_t t0;               /**< start, warmup included */
+	uint64_t measure_start;    /**< t0 + warmup */
+	uint64_t run_end;          /**< measure_start + duration; UINT64_MAX with --count */
+	uint64_t stopped_at;
+	uint64_t sent;             /**< writes sent since t0 */
+	uint64_t measured_sent;    /**< of which after the warmup */
+	bool measuring;            /**< past measure_start: intervals count */
+	const char *stop_reason;   /**< "duration", "count", "interrupted" */
+	/* Intervals: a 100 ms tick, merged into its second and (measuring) into the run. */
+	uint64_t tick_start, sec_start;
+	int ticks;                 /**< ticks closed in this second */
+	struct load_counts sec, total;
+	struct tdm_load_hist tick_h, sec_h, total_h;
+	struct tdm_load_plot_point *pts;
+	size_t n_pts, cap_pts;
+	bool pts_short;            /**< a point could not be stored (out of memory) */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* Intended send time of write i at a fixed rate: t0 + floor(i * 1e9 / rate), in 64 bits. */
+static uint64_t intended(const struct load_run *r, uint64_t i)
+{
+	uint64_t rate = r->o->rate;
+
+	return r->t0 + i / rate * 1000000000ull + i % rate * 1000000000ull / rate;
+}
+
+/* How many writes are due before time t at a fixed rate (intended(i) < t). */
+static uint64_t due_before(const struct load_run *r, uint64_t t)
+{
+	uint64_t d = t - r->t0, rate = r->o->rate;
+
+	return d / 1000000000ull * rate + (d % 1000000000ull * rate + 999999999ull) / 1000000000ull;
+}
+
+/* "850 ns", "12.3 us", "1.20 ms", "2.00 s" (with a real micro sign). */
+static const char *fmt_ns(char buf[24], uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(buf, 24, "%llu ns", (unsigned long long)ns);
+	else if (ns < 1000000)
+		snprintf(buf, 24, "%.1f \xc2\xb5s", (double)ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, 24, "%.2f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, 24, "%.2f s", (double)ns / 1e9);
+	return buf;
+}
+
+static void print_progress(const struct load_run *r, uint64_t t_end)
+{
+	double secs = t_end > r->sec_start ? (double)(t_end - r->sec_start) / 1e9 : 1e-9;
+	char p50[24], p99[24], max[24];
+
+	fprintf(stderr, "%8.1fs%s %10.0f writes/s %9.2f MB/s  p50 %10s  p99 %10s  max %10s  "
+		"failed %llu  degraded %llu\n", (double)(t_end - r->t0) / 1e9,
+		r->measuring ? "" : " warmup", (double)r->sec.writes / secs,
+		(double)r->sec.bytes / secs / 1e6, fmt_ns(p50, tdm_load_hist_percentile(&r->sec_h, 50)),
+		fmt_ns(p99, tdm_load_hist_percentile(&r->sec_h, 99)), fmt_ns(max, r->sec_h.max),
+		(unsigned long long)r->sec.failed, (unsigned long long)r->sec.degraded);
+}
+
+/* Keep the latencies of a measured tick for the plot. Grows per tick, never per write. */
+static void add_point(struct load_run *r, uint64_t t_end)
+{
+	if (r->n_pts == r->cap_pts) {
+		size_t cap = r->cap_pts != 0 ? 2 * r->cap_pts : 1024;
+		struct tdm_load_plot_point *p = realloc(r->pts, cap * sizeof(*p));
+		if (p == NULL) {
+			r->pts_short = true;
+			return;
+		}
+		r->pts = p;
+		r->cap_pts = cap;
+	}
+	r->pts[r->n_pts++] = (struct tdm_load_plot_point){
+		.t = ((double)(r->tick_start + t_end) / 2 - (double)r->measure_start) / 1e9,
+		.p50 = tdm_load_hist_percentile(&r->tick_h, 50),
+		.p99 = tdm_load_hist_percentile(&r->tick_h, 99),
+		.max = r->tick_h.max,
+	};
+}
+
+/* Close the tick that ends at t_end, and its second when it is the tenth or when `partial`
+ * (the warmup or the run ends inside it). */
+static void close_interval(struct load_run *r, uint64_t t_end, bool partial)
+{
+	if (r->tick_h.count != 0) {
+		if (r->measuring) {
+			add_point(r, t_end);
+			tdm_load_hist_merge(&r->total_h, &r->tick_h);
+		}
+		tdm_load_hist_merge(&r->sec_h, &r->tick_h);
+		tdm_load_hist_reset(&r->tick_h);
+	}
+	r->tick_start = t_end;
+	if (!partial && ++r->ticks < TICKS_PER_SECOND)
+		return;
+	if (!r->o->quiet && t_end - r->sec_start >= TICK_NS) /* not a sliver at the end */
+		print_progress(r, t_end);
+	r->sec = (struct load_counts){ 0 };
+	tdm_load_hist_reset(&r->sec_h);
+	r->sec_start = t_end;
+	r->ticks = 0;
+}
+
+/* Close every interval that ended by now, and start measuring at measure_start. */
+static void flush_intervals(struct load_run *r, uint64_t now)
+{
+	if (!r->measuring && now >= r->measure_start) {
+		while (r->tick_start + TICK_NS <= r->measure_start)
+			close_interval(r, r->tick_start + TICK_NS, false);
+		close_interval(r, r->measure_start, true);
+		r->measuring = true;
+	}
+	while (now >= r->tick_start + TICK_NS)
+		close_interval(r, r->tick_start + TICK_NS, false);
+}
+
+static void count_write(struct load_counts *c, const struct load_slot *s, int rc)
+{
+	c->writes++;
+	c->deletes += s->del;
+	c->bytes += s->bytes;
+	c->failed += rc == TDM_ERR_TIMEOUT;
+	c->degraded += rc == TDM_ERR_DEGRADED;
+	c->backpressure += s->met_full;
+}
+
+/* The batch's wait returned rc at done: every write of it shares the outcome. */
+static void record_batch(struct load_run *r, uint32_t n, uint64_t done, int rc)
+{
+	flush_intervals(r, done);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct load_slot *s = &r->batch[i];
+		bool measured = s->start >= r->measure_start;
+		if (r->measuring && !measured)
+			continue; /* sent in the warmup, done after it: in no figure */
+		tdm_load_hist_record(&r->tick_h, done > s->start ? done - s->start : 0);
+		count_write(&r->sec, s, rc);
+		if (measured)
+			count_write(&r->total, s, rc);
+	}
+}
+
+/* ---- Writing ---- */
+
+/* A call failed in a way the run cannot go on from: say so. @return exit status 1. */
+static int fail(struct load_run *r, const char *what, int rc)
+{
+	char msg[512];
+	struct tdm_status st;
+
+	snprintf(msg, sizeof(msg), "%s", tdm_errmsg());
+	if (rc == TDM_ERR_NOT_PRIMARY && tdm_status(r->node, &st) == 0)
+		fprintf(stderr, "tandem-load: node %u is a replica; point tandem-load at the primary "
+			"(node %u)\n", (unsigned)st.node_id, (unsigned)st.primary_id);
+	else
+		fprintf(stderr, "tandem-load: %s: %s\n", what, tdm_strerror(rc));
+	if (msg[0] != '\0')
+		fprintf(stderr, "  %s\n", msg);
+	return EXIT_FAILURE;
+}
+
+/* Nothing to do until later: let the node work (it runs here) or give up the CPU. */
+static int idle_step(struct load_run *r)
+{
+	if (!r->drive) {
+		sched_yield();
+		return 0;
+	}
+	int rc = tdm_node_do_work(r->node);
+	return rc < 0 ? rc : 0;
+}
+
+/* Wait until time `until` (or a signal), driving the node or sleeping when it is far. */
+static int pace(struct load_run *r, uint64_t until)
+{
+	for (;;) {
+		uint64_t now = now_ns();
+		if (now >= until || stop_requested)
+			return 0;
+		if (!r->drive && until - now > PACE_SLEEP_NS) {
+			uint64_t ns = until - now - PACE_SLEEP_NS / 2;
+			struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		int rc = idle_step(r);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Append one write (retrying while the ring is full). @return 0 with *end; a put/delete
+ * error; TDM_ERR_BACKPRESSURE when a signal came while the ring was full (not sent). */
+static int send_one(struct load_run *r, struct load_slot *s, uint64_t *end)
+{
+	const struct tdm_load_opts *o = r->o;
+	char key[TDM_LOAD_KEY_LEN];
+	int rc;
+
+	s->del = o->delete_permille != 0 && tdm_load_rng_next(&r->ops) % 1000 < o->delete_permille;
+	s->bytes = TDM_LOAD_KEY_LEN + (s->del ? 0 : o->value_size);
+	s->met_full = false;
+	tdm_load_key_format(tdm_load_keys_next(&r->keys), key);
+	if (!s->del) {
+		r->value_seq++;
+		memcpy(r->value, &r->value_seq, o->value_size < 8 ? o->value_size : 8);
+	}
+	for (;;) {
+		rc = s->del ? tdm_delete(r->node, key, sizeof(key), end)
+			    : tdm_put(r->node, key, sizeof(key), r->value, o->value_size, end);
+		if (rc != TDM_ERR_BACKPRESSURE || stop_requested)
+			return rc;
+		s->met_full = true;
+		rc = idle_step(r);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Whether a write that would start at t is part of the run. */
+static bool wanted(const struct load_run *r, uint64_t t)
+{
+	if (r->o->count != 0)
+		return t < r->measure_start || r->measured_sent < r->o->count;
+	return t < r->run_end;
+}
+
+/* Send up to --pipeline writes (at a fixed rate: those already due), wait for the last. */
+static int run_batch(struct load_run *r, uint64_t now)
+{
+	uint64_t end = 0;
+	uint32_t n = 0;
+	int rc;
+
+	while (n < r->o->pipeline) {
+		struct load_slot *s = &r->batch[n];
+		s->start = r->o->rate != 0 ? intended(r, r->sent) : now_ns();
+		if (r->o->rate != 0 && n != 0 && s->start > now)
+			break; /* on schedule: the next write is not due yet */
+		if (!wanted(r, s->start))
+			break;
+		rc = send_one(r, s, &end);
+		if (rc == TDM_ERR_BACKPRESSURE)
+			break;
+		if (rc < 0)
+			return fail(r, s->del ? "delete" : "put", rc);
+		n++;
+		r->sent++;
+		r->measured_sent += s->start >= r->measure_start;
+	}
+	if (n == 0)
+		return 0;
+	rc = tdm_wait(r->node, end, r->level, 0);
+	if (rc != 0 && rc != TDM_ERR_TIMEOUT && rc != TDM_ERR_DEGRADED)
+		return fail(r, "wait", rc);
+	record_batch(r, n, now_ns(), rc);
+	/* A wait that returns at once (memory level) did not drive the node: one round here keeps
+	 * its flusher and its replicas' streams going between batches. */
+	rc = r->drive ? tdm_node_do_work(r->node) : 0;
+	return rc < 0 ? fail(r, "running the node", rc) : 0;
+}
+
+static int run(struct load_run *r)
+{
+	int rc;
+
+	for (;;) {
+		uint64_t now = now_ns(), next = r->o->rate != 0 ? intended(r, r->sent) : now;
+		flush_intervals(r, now);
+		if (stop_requested) {
+			r->stop_reason = "interrupted";
+			break;
+		}
+		if (!wanted(r, next) || now >= r->run_end) {
+			r->stop_reason = r->o->count != 0 ? "count" : "duration";
+			break;
+		}
+		if (next > now) {
+			uint64_t tick_end = r->tick_start + TICK_NS;
+			rc = pace(r, next < tick_end ? next : tick_end);
+			if (rc < 0)
+				return fail(r, "running the node", rc);
+			continue;
+		}
+		rc = run_batch(r, now);
+		if (rc != 0)
+			return rc;
+	}
+	r->stopped_at = now_ns();
+	flush_intervals(r, r->stopped_at);
+	close_interval(r, r->stopped_at, true);
+	return 0;
+}
+
+/* ---- Setting up ---- */
+
+static int config_error(int rc, const char *what)
+{
+	const char *msg = tdm_errmsg();
+
+	if (msg[0] != '\0')
+		fprintf(stderr, "tandem-load: %s\n", msg);
+	else
+		fprintf(stderr, "tandem-load: %s: %s\n", what, tdm_strerror(rc));
+	return EXIT_FAILURE;
+}
+
+/* --config: load, override, check, force threads = 0, open. */
+static int open_config(struct load_run *r, struct tdm_load_opts *o)
+{
+	struct tdm_config cfg;
+	int rc;
+
+	tdm_config_defaults(&cfg);
+	rc = tdm_config_load(&cfg, o->config_path);
+	if (rc != 0)
+		return config_error(rc, o->config_path);
+	for (int i = 0; i < o->n_sets; i++) {
+		char *eq = strchr(o->sets[i], '=');
+		*eq = '\0';
+		rc = tdm_config_set(&cfg, o->sets[i], eq + 1);
+		*eq = '=';
+		if (rc != 0) {
+			config_error(rc, o->sets[i]);
+			return TDM_LOAD_EXIT_USAGE;
+		}
+	}
+	rc = tdm_config_check(&cfg);
+	if (rc != 0)
+		return config_error(rc, o->config_path);
+	if (cfg.role != TDM_ROLE_PRIMARY) {
+		fprintf(stderr, "tandem-load: %s: node %u is a replica; point tandem-load at the "
+			"primary's configuration\n", o->config_path, (unsigned)cfg.node_id);
+		return EXIT_FAILURE;
+	}
+	cfg.threads = 0;
+	if (!o->level_set)
+		o->level = cfg.level;
+	rc = tdm_node_open(&cfg, &r->node);
+	if (rc != 0)
+		return config_error(rc, "opening the node");
+	r->drive = true;
+	return 0;
+}
+
+/* --attach: join the running node; refuse a replica before writing. */
+static int open_attach(struct load_run *r, const struct tdm_load_opts *o)
+{
+	struct tdm_status st;
+	int rc = tdm_node_attach(o->attach_dir, &r->node);
+
+	if (rc != 0) {
+		fprintf(stderr, "tandem-load: --attach %s: %s\n", o->attach_dir, tdm_strerror(rc));
+		if (tdm_errmsg()[0] != '\0')
+			fprintf(stderr, "  %s\n", tdm_errmsg());
+		return EXIT_FAILURE;
+	}
+	if (tdm_status(r->node, &st) == 0 && st.role == TDM_ROLE_REPLICA)
+		return fail(r, "attach", TDM_ERR_NOT_PRIMARY);
+	return 0;
+}
+
+/* Buffers, key generator and schedule; the histograms are in r (zeroed by calloc). */
+static int prepare(struct load_run *r, const struct tdm_load_opts *o)
+{
+	struct tdm_load_rng fill;
+
+	r->o = o;
+	if (tdm_load_keys_init(&r->keys, o->dist, o->keys, o->theta, o->seed) != 0)
+		return EXIT_FAILURE; /* not reached: the options were checked */
+	tdm_load_rng_seed(&r->ops, o->seed ^ 0x6f70735f6c6f6164ull);
+	tdm_load_rng_seed(&fill, o->seed ^ 0x76616c75655f6c64ull);
+	r->value = malloc(o->value_size + 8u);
+	r->batch = calloc(o->pipeline, sizeof(*r->batch));
+	if (r->value == NULL || r->batch == NULL) {
+		fprintf(stderr, "tandem-load: out of memory for %u-byte values\n", o->value_size);
+		return EXIT_FAILURE;
+	}
+	for (uint32_t i = 0; i < o->value_size; i++)
+		r->value[i] = (uint8_t)tdm_load_rng_next(&fill);
+	tdm_load_hist_reset(&r->tick_h);
+	tdm_load_hist_reset(&r->sec_h);
+	tdm_load_hist_reset(&r->total_h);
+	return 0;
+}
+
+static void start_clock(struct load_run *r)
+{
+	const struct tdm_load_opts *o = r->o;
+
+	r->t0 = r->tick_start = r->sec_start = now_ns();
+	r->measure_start = r->t0 + (uint64_t)(o->warmup * 1e9);
+	r->measuring = r->measure_start == r->t0;
+	r->run_end = o->count != 0 ? UINT64_MAX : r->measure_start + (uint64_t)(o->duration * 1e9);
+}
+
+/* ---- Reporting ---- */
+
+static void describe_load(const struct load_run *r, char *buf, size_t cap)
+{
+	const struct tdm_load_opts *o = r->o;
+	char rate[32];
+
+	if (o->rate != 0)
+		snprintf(rate, sizeof(rate), "%llu/s", (unsigned long long)o->rate);
+	else
+		snprintf(rate, sizeof(rate), "max");
+	snprintf(buf, cap, "level %s, rate %s, %u B values", tdm_level_name(r->level), rate,
+		 o->value_size);
+}
+
+static void print_start(const struct load_run *r)
+{
+	const struct tdm_load_opts *o = r->o;
+	char load[96];
+
+	describe_load(r, load, sizeof(load));
+	fprintf(stderr, "tandem-load: %s %s: %s, %llu keys %s", o->attach_dir ? "attached to" :
+		"node in this process from", o->attach_dir ? o->attach_dir : o->config_path, load,
+		(unsigned long long)o->keys, o->dist == TDM_LOAD_DIST_ZIPF ? "zipf" : "uniform");
+	if (o->dist == TDM_LOAD_DIST_ZIPF)
+		fprintf(stderr, " (theta %g)", o->theta);
+	fprintf(stderr, ", pipeline %u, ", o->pipeline);
+	if (o->count != 0)
+		fprintf(stderr, "%llu writes", (unsigned long long)o->count);
+	else
+		fprintf(stderr, "%g s", o->duration);
+	if (o->warmup > 0)
+		fprintf(stderr, " after %g s warmup", o->warmup);
+	fputs("\n", stderr);
+}
+
+/* The figures of the report, computed once for the table and the JSON. */
+struct load_report {
+	double secs, wps, mbps;
+	uint64_t ok, unsent;
+	uint64_t lat[6];    /**< p50 p90 p99 p99.9 p99.99 max, ns */
+	double mean;        /**< ns */
+};
+
+static const double report_pcts[5] = { 50, 90, 99, 99.9, 99.99 };
+static const char *const report_names[6] = { "p50", "p90", "p99", "p99.9", "p99.99", "max" };
+static const char *const report_json_names[6] = {
+	"p50", "p90", "p99", "p99_9", "p99_99", "max",
+};
+
+static void compute_report(const struct load_run *r, struct load_report *rep)
+{
+	const struct load_counts *t = &r->total;
+	uint64_t end = r->stopped_at > r->measure_start ? r->stopped_at : r->measure_start;
+
+	rep->secs = (double)(end - r->measure_start) / 1e9;
+	rep->wps = rep->secs > 0 ? (double)t->writes / rep->secs : 0;
+	rep->mbps = rep->secs > 0 ? (double)t->bytes / rep->secs / 1e6 : 0;
+	rep->ok = t->writes - t->failed - t->degraded;
+	rep->unsent = 0;
+	if (r->o->rate != 0 && r->o->count == 0 && strcmp(r->stop_reason, "duration") == 0)
+		rep->unsent = due_before(r, r->run_end) - r->sent;
+	for (int i = 0; i < 5; i++)
+		rep->lat[i] = tdm_load_hist_percentile(&r->total_h, report_pcts[i]);
+	rep->lat[5] = r->total_h.max;
+	rep->mean = tdm_load_hist_mean(&r->total_h);
+}
+
+static void print_table(const struct load_run *r, const struct load_report *rep)
+{
+	const struct load_counts *t = &r->total;
+	char buf[24], load[96];
+
+	describe_load(r, load, sizeof(load));
+	printf("tandem-load: %s; stopped by %s\n", load, r->stop_reason);
+	printf("  writes      %llu (%llu puts, %llu deletes) in %.3f s\n",
+	       (unsigned long long)t->writes, (unsigned long long)(t->writes - t->deletes),
+	       (unsigned long long)t->deletes, rep->secs);
+	printf("  throughput  %.0f writes/s, %.2f MB/s of keys and values\n", rep->wps, rep->mbps);
+	printf("  latency    ");
+	for (int i = 0; i < 6; i++)
+		printf(" %s %s ", report_names[i], fmt_ns(buf, rep->lat[i]));
+	printf(" mean %s\n", fmt_ns(buf, (uint64_t)rep->mean));
+	printf("  outcomes    ok %llu, degraded %llu, failed (timed out) %llu, back-pressure %llu, "
+	       "unsent %llu\n", (unsigned long long)rep->ok, (unsigned long long)t->degraded,
+	       (unsigned long long)t->failed, (unsigned long long)t->backpressure,
+	       (unsigned long long)rep->unsent);
+	if (rep->unsent != 0)
+		printf("  the node did not keep up with %llu writes/s: %llu writes were still due "
+		       "when the time was up\n", (unsigned long long)r->o->rate,
+		       (unsigned long long)rep->unsent);
+	if (r->total_h.clamped != 0)
+		printf("  %llu latencies above 100 s were counted as 100 s\n",
+		       (unsigned long long)r->total_h.clamped);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", (unsigned char)*s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void print_json_setup(const struct load_run *r)
+{
+	const struct tdm_load_opts *o = r->o;
+
+	printf("{\"target\":");
+	json_str(o->attach_dir != NULL ? "attach" : "config");
+	printf(",\"path\":");
+	json_str(o->attach_dir != NULL ? o->attach_dir : o->config_path);
+	printf(",\"level\":\"%s\",\"rate\":", tdm_level_name(r->level));
+	if (o->rate != 0)
+		printf("%llu", (unsigned long long)o->rate);
+	else
+		printf("\"max\"");
+	printf(",\"pipeline\":%u,\"value_size\":%u,\"keys\":%llu,\"dist\":\"%s\"", o->pipeline,
+	       o->value_size, (unsigned long long)o->keys,
+	       o->dist == TDM_LOAD_DIST_ZIPF ? "zipf" : "uniform");
+	if (o->dist == TDM_LOAD_DIST_ZIPF)
+		printf(",\"zipf_theta\":%g", o->theta);
+	printf(",\"delete_permille\":%u,\"seed\":%llu,\"warmup_s\":%g,\"stopped\":\"%s\"",
+	       o->delete_permille, (unsigned long long)o->seed, o->warmup, r->stop_reason);
+}
+
+static void print_json(const struct load_run *r, const struct load_report *rep)
+{
+	const struct load_counts *t = &r->total;
+
+	print_json_setup(r);
+	printf(",\"writes\":%llu,\"puts\":%llu,\"deletes\":%llu,\"bytes\":%llu,\"duration_s\":%.6f,"
+	       "\"writes_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_us\":{",
+	       (unsigned long long)t->writes, (unsigned long long)(t->writes - t->deletes),
+	       (unsigned long long)t->deletes, (unsigned long long)t->bytes, rep->secs, rep->wps,
+	       rep->mbps);
+	printf("\"min\":%.3f", r->total_h.count != 0 ? (double)r->total_h.min / 1e3 : 0.0);
+	for (int i = 0; i < 6; i++)
+		printf(",\"%s\":%.3f", report_json_names[i], (double)rep->lat[i] / 1e3);
+	printf(",\"mean\":%.3f},\"ok\":%llu,\"degraded\":%llu,\"failed\":%llu,\"backpressure\":%llu,"
+	       "\"unsent\":%llu,\"clamped\":%llu}\n", rep->mean / 1e3, (unsigned long long)rep->ok,
+	       (unsigned long long)t->degraded, (unsigned long long)t->failed,
+	       (unsigned long long)t->backpressure, (unsigned long long)rep->unsent,
+	       (unsigned long long)r->total_h.clamped);
+}
+
+static int write_plot(const struct load_run *r, FILE *f, const struct load_report *rep)
+{
+	char load[96], title[160];
+	struct tdm_load_plot p = {
+		.title = title, .span = rep->secs, .pts = r->pts, .n = r->n_pts,
+	};
+
+	describe_load(r, load, sizeof(load));
+	snprintf(title, sizeof(title), "tandem-load: %s (p50/p99/max per 100 ms)", load);
+	if (r->pts_short)
+		fprintf(stderr, "tandem-load: --plot: out of memory, the plot stops early\n");
+	if (tdm_load_plot_write(f, &p) != 0 || fclose(f) != 0) {
+		fprintf(stderr, "tandem-load: --plot %s: %s\n", r->o->plot_path, strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+/* ---- main ---- */
+
+static int load_main(struct tdm_load_opts *o, struct load_run *r, FILE *plot)
+{
+	struct load_report rep;
+	int rc = prepare(r, o);
+
+	if (rc == 0)
+		rc = o->attach_dir != NULL ? open_attach(r, o) : open_config(r, o);
+	if (rc != 0)
+		return rc;
+	r->level = o->level;
+	if (!o->quiet)
+		print_start(r);
+	start_clock(r);
+	rc = run(r);
+	if (rc != 0)
+		return rc;
+	compute_report(r, &rep);
+	if (o->json)
+		print_json(r, &rep);
+	else
+		print_table(r, &rep);
+	return plot != NULL ? write_plot(r, plot, &rep) : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct tdm_load_opts o;
+	struct sigaction sa = { .sa_handler = on_signal };
+	FILE *plot = NULL;
+	struct load_run *r;
+	int rc = tdm_load_opts_parse(argc, argv, &o);
+
+	if (rc != 0) {
+		free(o.sets);
+		return rc < 0 ? EXIT_SUCCESS : rc;
+	}
+	if (o.plot_path != NULL && (plot = fopen(o.plot_path, "w")) == NULL) {
+		fprintf(stderr, "tandem-load: --plot %s: %s\n", o.plot_path, strerror(errno));
+		return EXIT_FAILURE;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		fprintf(stderr, "tandem-load: out of memory\n");
+		free(o.sets);
+		return EXIT_FAILURE;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	rc = load_main(&o, r, plot);
+	if (rc != 0 && plot != NULL)
+		fclose(plot);
+	tdm_node_close(r->node);
+	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+		perror("tandem-load: writing the report");
+		rc = EXIT_FAILURE;
+	}
+	free(r->pts);
+	free(r->batch);
+	free(r->value);
+	free(r);
+	free(o.sets);
+	return rc;
+}
