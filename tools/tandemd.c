@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <execinfo.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -198,6 +199,20 @@ static int configure(const struct opts *o, struct tdm_config *cfg)
 	return 0;
 }
 
+/* A crash prints where it happened before the default action (core dump) runs. */
+static void on_fault(int sig)
+{
+	static const char msg[] = "tandemd: fatal signal; backtrace:\n";
+	void *frames[48];
+	int n = backtrace(frames, 48);
+
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(128 + sig);
+	backtrace_symbols_fd(frames, n, 2);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static void on_signals(void)
 {
 	struct sigaction sa;
@@ -207,6 +222,11 @@ static void on_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes itself */
+	signal(SIGSEGV, on_fault);
+	signal(SIGBUS, on_fault);
+	signal(SIGABRT, on_fault);
+#endif
 }
 
 static void say_started(struct tdm_node *node, const struct tdm_config *cfg)
