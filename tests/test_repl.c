@@ -218,8 +218,8 @@ static void test_levels(void **state)
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
 		l.level = levels[i];
 		run_load(&l, 200000, NULL, NULL);
-		print_message("level %-8s: %" PRIu64 " acknowledged, %" PRIu64 " timeouts\n",
-			      tdm_level_name(levels[i]), l.ok, l.timeouts);
+		print_message("level %-8s: %" PRIu64 " acknowledged in all, %" PRIu64
+			      " timeouts\n", tdm_level_name(levels[i]), l.ok, l.timeouts);
 		assert_int_equal(l.timeouts + l.degraded, 0);
 		assert_converged(&c, &l);
 	}
@@ -306,6 +306,7 @@ static void test_kill(void **state)
 	assert_acked_on_disk(&c, 2, &l);
 	assert_int_equal(tc_start(&c, 1, true), 0);
 	assert_int_equal(tc_start(&c, 2, true), 0);
+	free(l.acked);
 	l.acked = NULL;
 	run_load(&l, 30000, NULL, NULL);
 	assert_converged(&c, &l);

@@ -199,6 +199,7 @@ static int configure(const struct opts *o, struct tdm_config *cfg)
 	return 0;
 }
 
+#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes itself */
 /* A crash prints where it happened before the default action (core dump) runs. */
 static void on_fault(int sig)
 {
@@ -212,6 +213,7 @@ static void on_fault(int sig)
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
+#endif
 
 static void on_signals(void)
 {
@@ -222,7 +224,7 @@ static void on_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes itself */
+#ifndef __SANITIZE_ADDRESS__
 	signal(SIGSEGV, on_fault);
 	signal(SIGBUS, on_fault);
 	signal(SIGABRT, on_fault);
