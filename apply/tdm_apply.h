@@ -38,7 +38,8 @@ uint64_t tdm_apply_key_hash(const void *key, uint32_t len);
 /** Start a batch on worker `worker` (called before the first put/del of a batch). */
 typedef int (*tdm_apply_begin_fn)(void *ctx, int worker);
 /** Apply a PUT record (rec->hdr has hlc and origin; key/value point into a buffer valid for the
- *  call only). Return 0, or a negative code: the worker stops and reports it (tdm_apply_error). */
+ *  call only). Return 0, or a negative code: the worker stops and reports it (its do_work
+ *  returns it; tdm_apply_stats' error). */
 typedef int (*tdm_apply_put_fn)(void *ctx, int worker, const struct tdm_log_rec *rec);
 /** Apply a DEL record. Deleting a missing key is not an error. */
 typedef int (*tdm_apply_del_fn)(void *ctx, int worker, const struct tdm_log_rec *rec);
@@ -61,7 +62,7 @@ struct tdm_apply_sink {
 	tdm_apply_del_fn del;
 	tdm_apply_end_fn end_batch;     /**< may be NULL */
 	void *ctx;
-	tdm_apply_prefetch_fn prefetch; /**< may be NULL (last: older initializers leave it so) */
+	tdm_apply_prefetch_fn prefetch; /**< may be NULL; tdm_store_sink sets it */
 };
 
 /* ---- The default store ---- */
