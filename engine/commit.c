@@ -11,14 +11,6 @@
 
 #include "engine_pvt.h"
 
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int not_primary(const struct tdm_node *n)
 {
 	uint16_t p = n->shm->primary_id;
@@ -34,7 +26,7 @@ static int append(struct tdm_node *n, uint8_t type, const void *key, uint32_t kl
 		  const void *val, uint32_t vlen, uint64_t *end)
 {
 	struct tdm_log_entry e = {
-		.type = type, .origin = n->origin, .hlc = wall_ns(),
+		.type = type, .origin = n->origin, .hlc = eng_wall_ns(),
 		.key = key, .key_len = klen, .value = val, .value_len = vlen,
 	};
 
@@ -138,32 +130,30 @@ TDM_API int tdm_wait(struct tdm_node *n, uint64_t end, enum tdm_level level,
 	}
 }
 
-TDM_API int tdm_commit_put(struct tdm_node *n, const void *key, uint32_t klen, const void *val,
-			   uint32_t vlen, enum tdm_level level)
+/* Append (retrying while the ring is full) and wait at level. */
+static int commit(struct tdm_node *n, uint8_t type, const void *key, uint32_t klen,
+		  const void *val, uint32_t vlen, enum tdm_level level)
 {
+	uint32_t spins = 0;
 	uint64_t end;
 	int rc;
 
-	while ((rc = tdm_put(n, key, klen, val, vlen, &end)) == TDM_ERR_BACKPRESSURE) {
-		uint32_t spins = 0;
+	while ((rc = append(n, type, key, klen, val, vlen, &end)) == TDM_ERR_BACKPRESSURE)
 		if ((rc = wait_step(n, &spins)) != 0)
 			return rc;
-	}
 	return rc ? rc : tdm_wait(n, end, level, 0);
+}
+
+TDM_API int tdm_commit_put(struct tdm_node *n, const void *key, uint32_t klen, const void *val,
+			   uint32_t vlen, enum tdm_level level)
+{
+	return commit(n, TDM_LOG_REC_PUT, key, klen, val, vlen, level);
 }
 
 TDM_API int tdm_commit_delete(struct tdm_node *n, const void *key, uint32_t klen,
 			      enum tdm_level level)
 {
-	uint64_t end;
-	int rc;
-
-	while ((rc = tdm_delete(n, key, klen, &end)) == TDM_ERR_BACKPRESSURE) {
-		uint32_t spins = 0;
-		if ((rc = wait_step(n, &spins)) != 0)
-			return rc;
-	}
-	return rc ? rc : tdm_wait(n, end, level, 0);
+	return commit(n, TDM_LOG_REC_DEL, key, klen, NULL, 0, level);
 }
 
 TDM_API int tdm_get(struct tdm_node *n, const void *key, uint32_t klen, void *buf, uint32_t cap,

@@ -174,7 +174,7 @@ static int ctl_call(const char *data_dir, uint32_t op, const void *key, uint32_t
 	     read_full(fd, rs, sizeof(*rs)) ? 0 : -EIO;
 	if (!rc && rs->vlen) {
 		uint32_t take = rs->vlen < cap ? rs->vlen : cap;
-		static uint8_t sink[4096];
+		uint8_t sink[4096];
 
 		rc = read_full(fd, buf, take) ? 0 : -EIO;
 		for (uint32_t left = rs->vlen - take; !rc && left;) {

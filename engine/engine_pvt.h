@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <time.h>
 
 #include "tandem.h"
 
@@ -67,6 +68,26 @@ struct tdm_status_shm {
 };
 _Static_assert(offsetof(struct tdm_status_shm, quorum_pos) == 1024, "status layout");
 _Static_assert(offsetof(struct tdm_status_shm, ring_name) == 48, "status layout");
+
+/* CLOCK_REALTIME in nanoseconds: record timestamps (hlc) and the status file's update time. */
+static inline uint64_t eng_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A replica's received, durable and applied positions from its sender's stats. STATUS may
+ * report durable/applied past what we know it received (a replica restarted on a longer log):
+ * clamp them, so a level never counts data the replica has not acknowledged receiving. */
+static inline void eng_replica_positions(const struct tdm_dp_sender_stats *ss, uint64_t *received,
+					 uint64_t *durable, uint64_t *applied)
+{
+	*received = ss->acked;
+	*durable = ss->peer_durable < ss->acked ? ss->peer_durable : ss->acked;
+	*applied = ss->peer_applied < ss->acked ? ss->peer_applied : ss->acked;
+}
 
 /* Map a node's status file. create: make it (owner). @return 0 or a negative errno (message). */
 int eng_status_map(const char *data_dir, bool create, struct tdm_status_shm **out);
@@ -190,7 +211,7 @@ struct tdm_node {
 	uint64_t degrade_logged;
 	uint64_t bad_cluster_seen;
 	uint64_t resyncs;
-	int self_slot;                /**< retention slot that keeps what a store rebuild needs */
+	int self_slot;                /**< retention slot from snapshot_pos: what a rebuild needs */
 	uint64_t snapshot_pos;        /**< position of DATA_DIR/snapshot (0: none) */
 	uint64_t last_bytes_tail, last_records; /**< rates (engine thread) */
 	struct tdm_status st;         /**< being built by the engine agent */
@@ -208,6 +229,7 @@ void eng_log(const struct tdm_node *n, const char *fmt, ...) __attribute__((form
 
 /* node.c */
 int eng_open_log(struct tdm_node *n, uint64_t base);
+int eng_retain_snapshot(struct tdm_node *n);
 int eng_remove_log_dir(const char *dir);
 int eng_start_apply(struct tdm_node *n, uint64_t from);
 void eng_stop_apply(struct tdm_node *n);

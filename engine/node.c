@@ -107,6 +107,15 @@ int eng_open_log(struct tdm_node *n, uint64_t base)
 	if (rc)
 		return tdm_err_append(rc, "opening the log of node %u in %s", n->cfg.node_id, dir);
 	snprintf(n->shm->ring_name, sizeof(n->shm->ring_name), "%s", name);
+	n->self_slot = -1; /* a new log: eng_retain_snapshot registers what a rebuild needs */
+	return 0;
+}
+
+/* Keep the log from the local snapshot's position on: what a restart replays onto it. */
+int eng_retain_snapshot(struct tdm_node *n)
+{
+	if (n->self_slot >= 0)
+		tdm_log_peer_remove(n->log, n->self_slot);
 	n->self_slot = tdm_log_peer_add(n->log, n->cfg.node_id, n->snapshot_pos);
 	return n->self_slot < 0 ? n->self_slot : 0;
 }
@@ -204,9 +213,7 @@ int eng_write_local_snapshot(struct tdm_node *n)
 		return rc;
 	}
 	n->snapshot_pos = pos;
-	tdm_log_peer_remove(n->log, n->self_slot);
-	n->self_slot = tdm_log_peer_add(n->log, n->cfg.node_id, pos);
-	return 0;
+	return eng_retain_snapshot(n);
 }
 
 /*
@@ -227,8 +234,9 @@ static int rebuild_store(struct tdm_node *n)
 				      "replica then gets a full resync", n->cfg.node_id, path);
 	n->snapshot_pos = rc ? 0 : pos;
 	start = tdm_log_start(n->log);
-	if (n->snapshot_pos >= start)
-		return 0;
+	rc = eng_retain_snapshot(n);
+	if (rc || n->snapshot_pos >= start)
+		return rc;
 	if (n->cfg.role == TDM_ROLE_REPLICA) {
 		eng_log(n, "log starts at %" PRIu64 " but the snapshot is at %" PRIu64 ": asking "
 			"the primary for a full resync", start, n->snapshot_pos);

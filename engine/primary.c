@@ -29,14 +29,6 @@ static struct eng_replica *find_replica(struct tdm_node *n, uint16_t id)
 	return NULL;
 }
 
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int eng_primary_init(struct tdm_node *n)
 {
 	int rc;
@@ -49,7 +41,7 @@ int eng_primary_init(struct tdm_node *n)
 		n->replicas[i].log_slot = -1;
 	}
 	if (tdm_log_epoch(n->log) == 0) {
-		rc = tdm_log_begin_epoch(n->log, 1, wall_ns());
+		rc = tdm_log_begin_epoch(n->log, 1, eng_wall_ns());
 		if (rc)
 			return tdm_err_append(rc, "node %u: starting epoch 1", n->cfg.node_id);
 	}
@@ -284,13 +276,14 @@ int eng_primary_do_work(struct tdm_node *n, uint64_t now)
 	for (int i = 0; i < n->n_replicas; i++) {
 		struct eng_replica *r = &n->replicas[i];
 		struct tdm_dp_sender_stats ss;
+		uint64_t received, durable, applied;
 
 		if (!r->sender)
 			continue;
 		tdm_dp_sender_stats(r->sender, &ss);
+		eng_replica_positions(&ss, &received, &durable, &applied);
 		if (r->log_slot >= 0)
-			tdm_log_peer_ack(n->log, r->log_slot, ss.peer_durable < ss.acked ?
-				ss.peer_durable : ss.acked);
+			tdm_log_peer_ack(n->log, r->log_slot, durable);
 		if (ss.error == TDM_ERR_TRIMMED ||
 		    (r->log_slot >= 0 && tdm_log_peer_needs_resync(n->log, r->log_slot))) {
 			/* Our history for it is gone. Stop streaming: it notices the silence and

@@ -21,16 +21,26 @@
 #define PRIMARY_SILENT_NS 500000000ull /* no frame from the primary this long: reconnect */
 #define REFUSED_RETRY_NS 1000000000ull
 
-static int add_log_receiver(struct tdm_node *n, uint64_t from)
+static int on_snap_record(void *ctx, const struct tdm_log_rec *rec);
+
+/* Receive one of the primary's streams: the log into our log, or a resync snapshot from 0
+ * into the store (through on_snap_record). */
+static int add_receiver(struct tdm_node *n, uint32_t stream, uint64_t from,
+			struct tdm_dp_receiver **out)
 {
 	struct tdm_dp_receiver_config rc;
 
 	tdm_dp_receiver_config_defaults(&rc);
 	rc.peer = n->cfg.primary_id;
-	rc.stream = ENG_STREAM_LOG;
+	rc.stream = stream;
 	rc.from = from;
-	rc.log = n->log;
-	return tdm_dp_receiver_add(n->dp, &rc, &n->up.receiver);
+	if (stream == ENG_STREAM_LOG) {
+		rc.log = n->log;
+	} else {
+		rc.on_record = on_snap_record;
+		rc.ctx = n;
+	}
+	return tdm_dp_receiver_add(n->dp, &rc, out);
 }
 
 int eng_replica_init(struct tdm_node *n)
@@ -41,7 +51,7 @@ int eng_replica_init(struct tdm_node *n)
 	n->up.flags = need;
 	n->up.state = TDM_PEER_CONNECTING;
 	n->shm->primary_id = n->cfg.primary_id;
-	return add_log_receiver(n, tdm_log_tail(n->log));
+	return add_receiver(n, ENG_STREAM_LOG, tdm_log_tail(n->log), &n->up.receiver);
 }
 
 void eng_replica_fini(struct tdm_node *n)
@@ -85,7 +95,6 @@ static int on_snap_record(void *ctx, const struct tdm_log_rec *rec)
 
 static void start_resync(struct tdm_node *n, const struct eng_hello *h)
 {
-	struct tdm_dp_receiver_config rc;
 	int err;
 
 	eng_log(n, "primary %u sends a full resync: snapshot at %" PRIu64 ", then its log from %"
@@ -102,13 +111,7 @@ static void start_resync(struct tdm_node *n, const struct eng_hello *h)
 	n->up.snap_count = 0;
 	n->up.snap_done = false;
 	n->up.move_aside = h->flags & ENG_HELLO_MOVE_ASIDE;
-	tdm_dp_receiver_config_defaults(&rc);
-	rc.peer = n->cfg.primary_id;
-	rc.stream = ENG_STREAM_SNAP;
-	rc.from = 0;
-	rc.on_record = on_snap_record;
-	rc.ctx = n;
-	err = tdm_dp_receiver_add(n->dp, &rc, &n->up.snap_receiver);
+	err = add_receiver(n, ENG_STREAM_SNAP, 0, &n->up.snap_receiver);
 	if (err) {
 		eng_log(n, "cannot receive the snapshot: %s", tdm_errmsg());
 		n->up.state = TDM_PEER_CONNECTING;
@@ -165,7 +168,9 @@ static int finish_resync(struct tdm_node *n, uint64_t now)
 		rc = eng_open_log(n, e->base);
 	}
 	if (!rc)
-		rc = add_log_receiver(n, e->base);
+		rc = eng_retain_snapshot(n);
+	if (!rc)
+		rc = add_receiver(n, ENG_STREAM_LOG, e->base, &n->up.receiver);
 	if (rc)
 		return tdm_err_append(rc, "node %u: finishing a full resync", n->cfg.node_id);
 	n->up.flags &= ~ENG_HELLO_NEED_RESYNC;

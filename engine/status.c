@@ -168,9 +168,7 @@ void eng_publish_positions(struct tdm_node *n, uint64_t now)
 		if (!r->sender || r->state != TDM_PEER_STREAMING)
 			continue;
 		tdm_dp_sender_stats(r->sender, &ss);
-		rcv[m] = ss.acked;
-		dur[m] = ss.peer_durable < ss.acked ? ss.peer_durable : ss.acked;
-		app[m] = ss.peer_applied < ss.acked ? ss.peer_applied : ss.acked;
+		eng_replica_positions(&ss, &rcv[m], &dur[m], &app[m]);
 		m++;
 	}
 	if (n->cfg.role == TDM_ROLE_PRIMARY) {
@@ -185,7 +183,7 @@ void eng_publish_positions(struct tdm_node *n, uint64_t now)
 /* ---- Every status interval: the whole status ---- */
 
 static void peer_status(struct tdm_node *n, struct eng_replica *r, struct tdm_peer_status *p,
-			uint64_t tail, uint64_t now, uint64_t dt)
+			uint64_t now, uint64_t dt)
 {
 	struct tdm_dp_sender_stats ss = { 0 };
 
@@ -200,9 +198,7 @@ static void peer_status(struct tdm_node *n, struct eng_replica *r, struct tdm_pe
 	p->link_up = ss.link_up || tdm_dp_link_up(tdm_dp_transport(n->dp), r->id);
 	if (r->sender) {
 		p->sent = ss.sent;
-		p->received = ss.acked;
-		p->durable = ss.peer_durable < ss.acked ? ss.peer_durable : ss.acked;
-		p->applied = ss.peer_applied < ss.acked ? ss.peer_applied : ss.acked;
+		eng_replica_positions(&ss, &p->received, &p->durable, &p->applied);
 		p->lag_received_ns = eng_lag_ns(n, p->received, now);
 		p->lag_durable_ns = eng_lag_ns(n, p->durable, now);
 		p->lag_applied_ns = eng_lag_ns(n, p->applied, now);
@@ -217,7 +213,6 @@ static void peer_status(struct tdm_node *n, struct eng_replica *r, struct tdm_pe
 	p->retransmit_bytes = ss.retransmit_bytes;
 	p->naks = ss.naks;
 	p->last_heard_ns = ss.last_heard_ns;
-	(void)tail;
 }
 
 static void upstream_status(struct tdm_node *n, struct tdm_status *st, uint64_t now)
@@ -247,7 +242,6 @@ void eng_publish_status(struct tdm_node *n, uint64_t now)
 	struct tdm_status *st = &n->st;
 	struct tdm_apply_stats as;
 	struct tdm_dp_stats ds;
-	struct timespec ts;
 	uint64_t tail, dt;
 
 	if (now - n->last_status_ns < STATUS_INTERVAL_NS)
@@ -262,6 +256,7 @@ void eng_publish_status(struct tdm_node *n, uint64_t now)
 	st->primary_id = n->shm->primary_id;
 	st->pid = getpid();
 	snprintf(st->transport, sizeof(st->transport), "%s", n->transport);
+	snprintf(st->ring, sizeof(st->ring), "%s", n->shm->ring_name);
 	snprintf(st->level, sizeof(st->level), "%s", tdm_level_name(n->cfg.level));
 	st->quorum = n->cfg.quorum;
 	st->log_start = tdm_log_start(n->log);
@@ -290,12 +285,11 @@ void eng_publish_status(struct tdm_node *n, uint64_t now)
 	for (int i = 0; i < TDM_DP_DROP_REASONS; i++)
 		st->frames_dropped += ds.drops[i];
 	st->uptime_ns = now - n->open_ns;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	st->updated_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	st->updated_ns = eng_wall_ns();
 	if (n->cfg.role == TDM_ROLE_PRIMARY) {
 		st->n_peers = n->n_replicas;
 		for (int i = 0; i < n->n_replicas; i++)
-			peer_status(n, &n->replicas[i], &st->peers[i], tail, now, dt);
+			peer_status(n, &n->replicas[i], &st->peers[i], now, dt);
 	} else {
 		upstream_status(n, st, now);
 	}

@@ -229,6 +229,8 @@ struct tdm_status {
 	uint8_t replica_state;    /**< replica: its own enum tdm_peer_state towards the primary */
 	int32_t pid;
 	char transport[48];       /**< "dpdk/net_memif", "udp", ... */
+	char ring[64];            /**< the log's shared-memory ring: /dev/shm/<ring> (resync
+	                               snapshots being served: <ring>-rs<replica>) */
 	char level[12];           /**< configured commit level */
 	int32_t quorum;
 	uint64_t log_start, tail, durable, applied; /**< this node's own positions */

@@ -46,19 +46,21 @@ static void rm_tree(const char *path)
 	rmdir(path);
 }
 
-/* Remove the shared-memory rings of node i (its log's and any resync log's). */
+/* Remove the shared-memory rings of node i (its log's and any resync log's), named in its
+ * status file, which outlives the node. */
 static void rm_rings(struct tc_cluster *c, int i)
 {
-	char abs[PATH_MAX], prefix[64], path[400];
+	struct tdm_status st;
+	char path[400];
 	struct dirent *d;
 	DIR *dp;
+	int rc = tdm_status_read(c->data[i], &st);
 
-	if (!realpath(c->data[i], abs))
+	if ((rc && rc != TDM_ERR_CLOSED) || !st.ring[0])
 		return;
-	snprintf(prefix, sizeof(prefix), "tandem-%d-%08x", i + 1, tdm_crc32c(0, abs, strlen(abs)));
 	dp = opendir("/dev/shm");
 	while (dp && (d = readdir(dp)))
-		if (strncmp(d->d_name, prefix, strlen(prefix)) == 0) {
+		if (strncmp(d->d_name, st.ring, strlen(st.ring)) == 0) {
 			snprintf(path, sizeof(path), "/dev/shm/%s", d->d_name);
 			unlink(path);
 		}

@@ -339,6 +339,8 @@ static void status_json(const char *dir, const struct tdm_status *st)
 	       tdm_peer_state_name((enum tdm_peer_state)st->replica_state), st->pid);
 	tdm_ctl_json_str(stdout, st->transport, strnlen(st->transport, sizeof(st->transport)),
 			 false);
+	fputs(",\"ring\":", stdout);
+	tdm_ctl_json_str(stdout, st->ring, strnlen(st->ring, sizeof(st->ring)), false);
 	fputs(",\"level\":", stdout);
 	tdm_ctl_json_str(stdout, st->level, strnlen(st->level, sizeof(st->level)), false);
 	printf(",\"quorum\":%" PRId32 ",\"degraded\":%s", st->quorum,
