@@ -3,10 +3,10 @@
  * can use; a usage error names the option, the value and what to write instead.
  */
 #include "load_opts.h"
+#include "ctl.h"
 
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,19 +70,8 @@ static const char help_text[] =
 "  tandem-load --attach /tmp/tandem/n1 --dist zipf --keys 1000000 --delete-ratio 100 \\\n"
 "      --count 1000000 --warmup 2\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("tandem-load: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry 'tandem-load --help'.\n", stderr);
-	return TDM_LOAD_EXIT_USAGE;
-}
+/* Exit status 2 (TDM_CTL_EXIT_USAGE == TDM_LOAD_EXIT_USAGE), like tandemctl's and tandemd's. */
+#define usage_error(...) tdm_ctl_usage_error("tandem-load", __VA_ARGS__)
 
 /* A whole number: decimal digits only, no sign, no blanks, no suffix. */
 static bool read_u64(const char *s, uint64_t *out)

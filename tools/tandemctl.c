@@ -10,7 +10,6 @@
  * (strict number parsing, usage errors, escaping for human and JSON output); see ctl.h.
  */
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,18 +79,6 @@ int tdm_ctl_dispatch(const struct tdm_ctl_group *g, int argc, char **argv)
 	if (c == NULL)
 		return tdm_ctl_usage_error(g->path, "unknown command '%s'", name);
 	return c->run(argc - optind, argv + optind);
-}
-
-int tdm_ctl_usage_error(const char *path, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", path);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '%s --help'.\n", path);
-	return TDM_CTL_EXIT_USAGE;
 }
 
 int tdm_ctl_bad_option(const char *path, int ret, char **argv, const struct option *opts)

@@ -111,18 +111,7 @@ static void help(void)
 	      stdout);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("tandemd: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry 'tandemd --help'.\n", stderr);
-	return TDM_CTL_EXIT_USAGE;
-}
+#define usage_error(...) tdm_ctl_usage_error("tandemd", __VA_ARGS__)
 
 /* @return -1 to go on, or the exit status (help, version, usage error). */
 static int parse_opts(int argc, char **argv, struct opts *o)
