@@ -107,7 +107,7 @@ static int corrupt(struct tdm_log_cursor *c, const char *where, const uint8_t *p
 		       "field %" PRIu64 ", type %u; log gate %" PRIu64 ", tail %" PRIu64, c->pos,
 		       where, c->log->dir, h.length, h.position, h.type,
 		       tdm_load_acquire(&c->log->meta->gate.v),
-		       tdm_load_acquire(&c->log->meta->tail.v));
+		       tdm_tail_pos(tdm_load_acquire(&c->log->meta->tail.v)));
 }
 
 /* Make the window hold [pos, pos + len) of the segment containing pos. */

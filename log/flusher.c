@@ -26,14 +26,20 @@ enum { TAG_WRITE = 1, TAG_CKPT = 2, TAG_SYNC = 3 };
 
 #define STALL_NS (1000ull * 1000 * 1000) /* an unpublished record blocking this long is a stall */
 
+/* Stop the log after an I/O error: writes are refused from now on (appenders see the state). */
+void tdm_log_mark_failed(struct tdm_log *log)
+{
+	log->fl.failed = true;
+	log->meta->io_errors++;
+	tdm_store32_release(&log->meta->state, TDM_RING_FAILED);
+}
+
 static int flusher_fail(struct tdm_log *log, int err, const char *what)
 {
 	struct tdm_flusher *fl = &log->fl;
 	char seg[32];
 
-	fl->failed = true;
-	log->meta->io_errors++;
-	tdm_store32_release(&log->meta->state, TDM_RING_FAILED);
+	tdm_log_mark_failed(log);
 	tdm_seg_name(seg, sizeof(seg), fl->seg_start);
 	return TDM_ERR(TDM_ERR_FAILED, "%s of segment %s/%s failed: %s; the durable position stays "
 		       "at %" PRIu64 "; writes are refused; check the disk and restart the node",
@@ -56,6 +62,24 @@ static int open_segment(struct tdm_log *log, uint64_t start)
 	return fd;
 }
 
+/* Open the segment holding end and make what is before end durable: the flusher starts there. */
+static int start_at(struct tdm_log *log, uint64_t end)
+{
+	struct tdm_flusher *fl = &log->fl;
+
+	fl->scan = fl->submitted = end;
+	fl->seg_start = end & ~(log->seg_size - 1);
+	fl->seg_fd = open_segment(log, fl->seg_start);
+	if (fl->seg_fd < 0)
+		return fl->seg_fd;
+	/* What recovery found may be only in the page cache (the last owner was killed): make it
+	 * durable before calling it durable, and record it as the checkpoint. */
+	if (tdm_seg_write_ckpt_sync(fl->seg_fd, end))
+		return TDM_ERR(-errno, "cannot sync segment in %s: %s", log->dir, strerror(errno));
+	fl->ckpt_disk = end;
+	return 0;
+}
+
 int tdm_flusher_init(struct tdm_log *log, uint64_t end)
 {
 	struct tdm_flusher *fl = &log->fl;
@@ -69,17 +93,25 @@ int tdm_flusher_init(struct tdm_log *log, uint64_t end)
 			       "Linux 5.6 or later, and not disabled by kernel.io_uring_disabled or a "
 			       "seccomp policy)", strerror(-rc));
 	fl->uring_ready = true;
-	fl->scan = fl->submitted = end;
-	fl->seg_start = end & ~(log->seg_size - 1);
-	fl->seg_fd = open_segment(log, fl->seg_start);
-	if (fl->seg_fd < 0)
-		return fl->seg_fd;
-	/* What recovery found may be only in the page cache (the last owner was killed): make it
-	 * durable before calling it durable, and record it as the checkpoint. */
-	if (tdm_seg_write_ckpt_sync(fl->seg_fd, end))
-		return TDM_ERR(-errno, "cannot sync segment in %s: %s", log->dir, strerror(errno));
-	fl->ckpt_disk = end;
-	return 0;
+	return start_at(log, end);
+}
+
+/* After tdm_log_truncate: start over at end. Everything was flushed, so nothing is in flight. */
+int tdm_flusher_restart(struct tdm_log *log, uint64_t end)
+{
+	struct tdm_flusher *fl = &log->fl;
+
+	if (fl->seg_fd >= 0)
+		close(fl->seg_fd);
+	if (fl->next_fd >= 0)
+		close(fl->next_fd);
+	fl->seg_fd = fl->next_fd = -1;
+	fl->inflight = false;
+	fl->inflight_left = fl->inflight_err = 0;
+	memset(&fl->ckpt_buf, 0, sizeof(fl->ckpt_buf));
+	fl->stall_pos = fl->stall_since_ns = 0;
+	fl->stall_reported = false;
+	return start_at(log, end);
 }
 
 void tdm_flusher_fini(struct tdm_log *log)
@@ -142,7 +174,7 @@ static int scan_published(struct tdm_log *log)
 {
 	struct tdm_flusher *fl = &log->fl;
 	struct tdm_ring_meta *m = log->meta;
-	uint64_t tail = tdm_load_acquire(&m->tail.v);
+	uint64_t tail = tdm_tail_pos(tdm_load_acquire(&m->tail.v));
 	uint64_t start = fl->scan;
 	/* the next batch starts at submitted and ends in the same segment */
 	uint64_t limit = (fl->submitted & ~(log->seg_size - 1)) + log->seg_size;
@@ -247,7 +279,7 @@ static int free_ring(struct tdm_log *log)
 {
 	struct tdm_ring_meta *m = log->meta;
 	uint64_t gate = m->gate.v, written = m->written.v;
-	uint64_t tail = tdm_load_acquire(&m->tail.v);
+	uint64_t tail = tdm_tail_pos(tdm_load_acquire(&m->tail.v));
 	uint64_t want = tail > log->cap / 2 ? tail - log->cap / 2 : 0;
 	uint64_t bp = __atomic_load_n(&m->backpressure.v, __ATOMIC_RELAXED);
 	uint64_t to;
@@ -380,7 +412,7 @@ TDM_API int tdm_log_flush_until(struct tdm_log *log, uint64_t pos)
 {
 	if (!log->owner)
 		return -EINVAL;
-	if (pos > tdm_load_acquire(&log->meta->tail.v))
+	if (pos > tdm_tail_pos(tdm_load_acquire(&log->meta->tail.v)))
 		return TDM_ERR(-EINVAL, "position %" PRIu64 " is beyond the tail", pos);
 	while (tdm_load_acquire(&log->meta->durable.v) < pos) {
 		int rc = tdm_log_flusher_do_work(log);

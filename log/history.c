@@ -1,7 +1,9 @@
 /*
  * The history file: every epoch and the position of its first record, used to find where two
  * logs diverged. Small and rewritten whole on each change (temporary file, fsync, rename, fsync
- * of the directory), so it is always either the old or the new version.
+ * of the directory), so it is always either the old or the new version. Entries are added by
+ * tdm_log_begin_epoch (a primary) and by tdm_log_append_at copying an EPOCH record (a replica),
+ * and dropped from a position on by tdm_log_truncate.
  *
  * DIR/history, little-endian:
  *   0        8  magic "TNDMHIST"
@@ -94,36 +96,20 @@ out:
 	return rc;
 }
 
-int tdm_history_append(int dir_fd, const char *dir, uint32_t epoch, uint64_t start)
+/* Replace the history file with these n entries: temporary file, fsync, rename, fsync dir. */
+static int hist_store(int dir_fd, const char *dir, const struct hist_entry *e, uint32_t n)
 {
-	struct hist_entry *e = NULL;
-	struct hist_head h = { HIST_MAGIC, HIST_VERSION, 0 };
-	size_t body;
-	uint8_t *buf;
+	struct hist_head h = { HIST_MAGIC, HIST_VERSION, n };
+	size_t body = sizeof(h) + (size_t)n * sizeof(struct hist_entry);
+	uint8_t *buf = calloc(1, body + 4);
 	uint32_t crc;
-	int n, fd, rc;
+	int fd, rc = 0;
 
-	n = hist_load(dir, &e);
-	if (n < 0)
-		return n;
-	if (n && (e[n - 1].epoch >= epoch || e[n - 1].start > start)) {
-		free(e);
-		return TDM_ERR(-EINVAL, "epoch %u at %llu does not follow the history's last entry",
-			       epoch, (unsigned long long)start);
-	}
-	h.count = (uint32_t)n + 1;
-	body = sizeof(h) + h.count * sizeof(struct hist_entry);
-	buf = calloc(1, body + 4);
-	if (!buf) {
-		free(e);
+	if (!buf)
 		return -ENOMEM;
-	}
 	memcpy(buf, &h, sizeof(h));
 	if (n)
 		memcpy(buf + sizeof(h), e, n * sizeof(struct hist_entry));
-	free(e);
-	memcpy(buf + sizeof(h) + n * sizeof(struct hist_entry),
-	       &(struct hist_entry){ epoch, 0, start }, sizeof(struct hist_entry));
 	crc = tdm_crc32c(0, buf, body);
 	memcpy(buf + body, &crc, 4);
 
@@ -132,7 +118,6 @@ int tdm_history_append(int dir_fd, const char *dir, uint32_t epoch, uint64_t sta
 		rc = TDM_ERR(-errno, "cannot write %s/history.tmp: %s", dir, strerror(errno));
 		goto out;
 	}
-	rc = 0;
 	if (write(fd, buf, body + 4) != (ssize_t)(body + 4) || fsync(fd))
 		rc = TDM_ERR(-errno, "cannot write %s/history.tmp: %s", dir, strerror(errno));
 	close(fd);
@@ -140,6 +125,61 @@ int tdm_history_append(int dir_fd, const char *dir, uint32_t epoch, uint64_t sta
 		rc = TDM_ERR(-errno, "cannot replace %s/history: %s", dir, strerror(errno));
 out:
 	free(buf);
+	return rc;
+}
+
+/* Add (epoch, start). The same entry as the last one is taken without a change: a replica that
+ * retries a copy after back-pressure adds its EPOCH records again. */
+int tdm_history_append(int dir_fd, const char *dir, uint32_t epoch, uint64_t start)
+{
+	struct hist_entry *e = NULL, *more;
+	int n, rc;
+
+	n = hist_load(dir, &e);
+	if (n < 0)
+		return n;
+	if (n && e[n - 1].epoch == epoch && e[n - 1].start == start) {
+		free(e);
+		return 0;
+	}
+	if (n && (e[n - 1].epoch >= epoch || e[n - 1].start > start)) {
+		rc = TDM_ERR(-EINVAL, "%s/history: epoch %u at %llu does not follow its last entry "
+			     "(epoch %u at %llu)", dir, epoch, (unsigned long long)start,
+			     e[n - 1].epoch, (unsigned long long)e[n - 1].start);
+		free(e);
+		return rc;
+	}
+	if (n >= TDM_LOG_HISTORY_MAX) {
+		free(e);
+		return TDM_ERR(-ENOSPC, "%s/history is full (%d epochs)", dir, n);
+	}
+	more = realloc(e, ((size_t)n + 1) * sizeof(*e));
+	if (!more) {
+		free(e);
+		return -ENOMEM;
+	}
+	more[n] = (struct hist_entry){ epoch, 0, start };
+	rc = hist_store(dir_fd, dir, more, (uint32_t)n + 1);
+	free(more);
+	return rc;
+}
+
+/* Drop the entries that start at or after pos (a truncate). *last_epoch: the epoch of the last
+ * entry left, 0 when none. The file is rewritten only when something is dropped. */
+int tdm_history_cut(int dir_fd, const char *dir, uint64_t pos, uint32_t *last_epoch)
+{
+	struct hist_entry *e = NULL;
+	int n = hist_load(dir, &e), keep = 0, rc = 0;
+
+	if (n < 0)
+		return n;
+	while (keep < n && e[keep].start < pos)
+		keep++;
+	if (keep < n)
+		rc = hist_store(dir_fd, dir, e, (uint32_t)keep);
+	if (!rc)
+		*last_epoch = keep ? e[keep - 1].epoch : 0;
+	free(e);
 	return rc;
 }
 

@@ -204,6 +204,9 @@ TDM_API int tdm_log_open(const struct tdm_log_config *cfg, struct tdm_log **out)
 	rc = lock_dir(log);
 	if (rc)
 		goto err;
+	rc = tdm_truncate_resume(log); /* a truncate cut short by a crash: finish it */
+	if (rc)
+		goto err;
 	rc = recover(log);
 	if (rc)
 		goto err;
@@ -298,7 +301,7 @@ TDM_API int tdm_log_begin_epoch(struct tdm_log *log, uint32_t epoch, uint64_t hl
 	if (epoch <= prev)
 		return TDM_ERR(-EINVAL, "epoch %u is not above the current epoch %u", epoch, prev);
 	__atomic_store_n(&log->meta->epoch, epoch, __ATOMIC_RELEASE);
-	rc = tdm_log_append(log, &e, &pos, NULL);
+	rc = tdm_ring_append_ungated(log, &e, &pos, NULL);
 	if (rc) {
 		__atomic_store_n(&log->meta->epoch, prev, __ATOMIC_RELEASE);
 		return rc;
@@ -308,7 +311,7 @@ TDM_API int tdm_log_begin_epoch(struct tdm_log *log, uint32_t epoch, uint64_t hl
 
 TDM_API uint64_t tdm_log_tail(const struct tdm_log *log)
 {
-	return tdm_load_acquire(&log->meta->tail.v);
+	return tdm_tail_pos(tdm_load_acquire(&log->meta->tail.v));
 }
 
 TDM_API uint64_t tdm_log_written(const struct tdm_log *log)

@@ -75,7 +75,7 @@ struct tdm_seg_ckpt {
 _Static_assert(sizeof(struct tdm_seg_ckpt) == 16, "checkpoint");
 
 #define TDM_RING_MAGIC 0x474e49524d444e54ull /* "TNDMRING" */
-#define TDM_RING_LAYOUT_VERSION 1u
+#define TDM_RING_LAYOUT_VERSION 2u /* 2: the writers' gate bit in the tail word, truncations */
 #define TDM_RING_META_SIZE 16384u
 
 enum tdm_ring_state {
@@ -91,6 +91,18 @@ struct tdm_slot {
 	uint8_t pad[120];
 };
 _Static_assert(sizeof(struct tdm_slot) == 128, "slot");
+
+/*
+ * The writers' gate lives in the top bit of the tail word, so closing it and reserving space are
+ * ordered by the one CAS every writer already does: once the bit is set no CAS from a tail without
+ * it can succeed. Positions stay below 2^63; every reader of the tail masks the bit.
+ */
+#define TDM_TAIL_FENCED (1ull << 63)
+
+static inline uint64_t tdm_tail_pos(uint64_t tail_word)
+{
+	return tail_word & ~TDM_TAIL_FENCED;
+}
 
 /** Per-peer retention slot; one writer (the engine thread owning the peer link). */
 struct tdm_peer_slot {
@@ -118,11 +130,14 @@ struct tdm_ring_meta {
 	uint16_t node_id;
 	uint16_t reserved0;
 	uint32_t state;   /**< enum tdm_ring_state; owner */
-	uint32_t epoch;   /**< current epoch; owner */
+	uint32_t epoch;   /**< current epoch; the owner, or the replica's receiver (append_at) */
 	char dir[512];    /**< segment directory, for attached readers */
-	uint8_t pad0[1024 - 568];
+	uint64_t truncations; /**< times tdm_log_truncate moved the gate back; owner. Writers
+	                           re-read the gate when it changes (their cached copy may be
+	                           above the new gate) */
+	uint8_t pad0[1024 - 576];
 	/* hot positions, one slot each */
-	struct tdm_slot tail;      /**< reserved end; all writers (CAS) */
+	struct tdm_slot tail;      /**< reserved end | TDM_TAIL_FENCED; all writers (CAS) */
 	struct tdm_slot gate;      /**< ring memory below is zeroed and reusable; flusher */
 	struct tdm_slot published; /**< flusher has seen every record before it published */
 	struct tdm_slot written;   /**< bytes in segment files (page cache); flusher */
@@ -141,6 +156,7 @@ struct tdm_ring_meta {
 	struct tdm_peer_slot peers[TDM_LOG_MAX_PEERS];
 };
 _Static_assert(offsetof(struct tdm_ring_meta, dir) == 56, "meta dir");
+_Static_assert(offsetof(struct tdm_ring_meta, truncations) == 568, "meta truncations");
 _Static_assert(offsetof(struct tdm_ring_meta, tail) == 1024, "meta tail");
 _Static_assert(offsetof(struct tdm_ring_meta, batches) == 1920, "meta counters");
 _Static_assert(offsetof(struct tdm_ring_meta, peers) == 2048, "meta peers");
@@ -187,6 +203,7 @@ struct tdm_log {
 	uint64_t seg_size;
 	uint64_t max_span;     /**< largest record span accepted */
 	uint64_t gate_cache;   /**< writers' cached copy of meta->gate (relaxed atomic) */
+	uint64_t cache_gen;    /**< meta->truncations when gate_cache was loaded */
 	char dir[512];
 	int dir_fd;            /**< owner */
 	int lock_fd;           /**< owner: DIR/LOCK, flock'ed */
@@ -199,6 +216,8 @@ struct tdm_log {
 
 /* ring.c */
 int tdm_ring_create(struct tdm_log *log, const char *name, uint64_t at);
+int tdm_ring_append_ungated(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
+			    uint64_t *end);
 int tdm_ring_map_existing(struct tdm_log *log, const char *name);
 void tdm_ring_unmap(struct tdm_log *log);
 
@@ -210,6 +229,7 @@ int tdm_seg_create(int dir_fd, const char *dir, uint64_t start, uint64_t seg_siz
 int tdm_seg_open(const char *dir, uint64_t start, int flags);
 int tdm_seg_read(const char *dir, uint64_t seg_size, uint64_t pos, void *buf, size_t len);
 int tdm_seg_write_ckpt_sync(int fd, uint64_t durable);
+int tdm_seg_cut(int dir_fd, const char *dir, uint64_t seg_size, uint64_t pos, uint64_t end);
 void tdm_seg_ckpt_fill(struct tdm_seg_ckpt *c, uint64_t durable);
 
 /** Result of checking a directory for open (recovery) or inspection (scan). */
@@ -235,11 +255,17 @@ int tdm_rec_check_pad(const void *buf, size_t avail, uint64_t pos, uint64_t seg_
 
 /* history.c */
 int tdm_history_append(int dir_fd, const char *dir, uint32_t epoch, uint64_t start);
+int tdm_history_cut(int dir_fd, const char *dir, uint64_t pos, uint32_t *last_epoch);
 int tdm_history_last_epoch(const char *dir, uint32_t *epoch);
 
 /* flusher.c */
 int tdm_flusher_init(struct tdm_log *log, uint64_t end);
+int tdm_flusher_restart(struct tdm_log *log, uint64_t end);
 void tdm_flusher_fini(struct tdm_log *log);
+void tdm_log_mark_failed(struct tdm_log *log);
+
+/* truncate.c */
+int tdm_truncate_resume(struct tdm_log *log);
 
 /* log.c */
 uint64_t tdm_now_ns(void);

@@ -26,10 +26,12 @@
  *                       (a record whose top length bit flipped is not taken for a PAD).
  *
  * RING FILE  /dev/shm/<name>  (struct tdm_ring_meta in log_pvt.h, _Static_assert'ed)
- *   0       16 KiB metadata: magic "TNDMRING", layout version 1, ring and segment sizes, cluster
- *           id, owner pid, node id, state, epoch, segment directory; then from offset 1024 one
- *           128-byte slot per hot position (tail, gate, published, written, durable, start, the
- *           writers' back-pressure counter), the flusher's counters, and 16 peer slots at 2048.
+ *   0       16 KiB metadata: magic "TNDMRING", layout version 2, ring and segment sizes, cluster
+ *           id, owner pid, node id, state, epoch, segment directory, truncation count; then
+ *           from offset 1024 one 128-byte slot per hot position (tail, gate, published, written,
+ *           durable, start, the writers' back-pressure counter), the flusher's counters, and 16
+ *           peer slots at 2048. The tail word's top bit is the writers' gate (set: closed,
+ *           tdm_log_append refuses); the position is the other 63 bits.
  *   16 KiB  ring_size data bytes: stream byte P lives at 16 KiB + (P mod ring_size). The data is
  *           mapped twice back to back, so a record that wraps is contiguous in memory.
  *   Writers reserve [tail, tail+span) with a CAS that refuses to pass gate + ring_size
@@ -67,6 +69,7 @@
  *   crash is ever treated as torn.
  *
  * HISTORY FILE  DIR/history: see history.c.
+ * SIDE FILE and TRUNCATE MARKER (DIR/truncating, finished by tdm_log_open): see truncate.c.
  */
 #include <string.h>
 

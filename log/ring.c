@@ -5,6 +5,11 @@
  * in memory: writers and readers never split a copy. Appends take no lock and make no system
  * call: one CAS reserves space, the record is written in place, and the length word is stored
  * last with release order (the flusher and cursors load it with acquire).
+ *
+ * The writers' gate (fencing) is the top bit of the same tail word: tdm_log_append refuses while
+ * it is set, and since it is set by an atomic OR on the word every writer CASes, no reservation
+ * can succeed once tdm_log_set_writable(false) has returned. A replica's copies
+ * (tdm_log_append_at, tdm_log_pad_at) and the owner's EPOCH record pass the gate and keep the bit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -129,9 +134,11 @@ int tdm_ring_create(struct tdm_log *log, const char *name, uint64_t at)
 	m->owner_pid = (uint32_t)getpid();
 	m->node_id = log->cfg.node_id;
 	snprintf(m->dir, sizeof(m->dir), "%s", log->dir);
-	m->tail.v = m->gate.v = m->published.v = m->written.v = m->durable.v = at;
+	m->tail.v = m->gate.v = m->published.v = m->written.v = m->durable.v = at; /* writable */
 	m->start.v = at;
+	m->truncations = 0;
 	log->gate_cache = at;
+	log->cache_gen = 0;
 	m->state = TDM_RING_OPEN;
 	tdm_store_release(&m->magic, TDM_RING_MAGIC); /* pairs with attach's acquire */
 	return 0;
@@ -187,6 +194,7 @@ int tdm_ring_map_existing(struct tdm_log *log, const char *name)
 	log->shm_fd = fd;
 	log->seg_size = head.segment_size;
 	log->max_span = max_span_for(head.ring_size, head.segment_size);
+	log->cache_gen = tdm_load_acquire(&log->meta->truncations);
 	log->gate_cache = tdm_load_acquire(&log->meta->gate.v);
 	snprintf(log->dir, sizeof(log->dir), "%s", log->meta->dir);
 	return 0;
@@ -215,18 +223,28 @@ static inline int ring_closed(const struct tdm_ring_meta *m)
 	return state == TDM_RING_FAILED ? TDM_ERR_FAILED : TDM_ERR_CLOSED;
 }
 
-/* May the tail move to nend without passing gate + ring size? 0, or why not (counted). */
+/*
+ * May the tail move to nend without passing gate + ring size? 0, or why not (counted).
+ * The gate only moves forward except in tdm_log_truncate, which bumps meta->truncations after
+ * moving it back: a cached gate of another generation may be above the real one, so it is
+ * re-read.
+ */
 static inline int ring_room(struct tdm_log *log, uint64_t nend)
 {
 	struct tdm_ring_meta *m = log->meta;
+	/* pairs with the release in tdm_log_truncate; the line is written only there */
+	uint64_t gen = tdm_load_acquire(&m->truncations);
 	/* The cache is published with release so a thread that reads it also sees the zeroing the
-	 * flusher did before moving the gate (acquire chains to its release). */
+	 * flusher did before moving the gate (acquire chains to its release). Its generation is
+	 * stored after it, so a matching generation is loaded first. */
+	bool fresh = tdm_load_acquire(&log->cache_gen) == gen;
 	uint64_t gate = tdm_load_acquire(&log->gate_cache);
 
-	if (nend - gate <= log->cap)
+	if (fresh && nend - gate <= log->cap)
 		return 0;
 	gate = tdm_load_acquire(&m->gate.v); /* pairs with the flusher's release */
 	tdm_store_release(&log->gate_cache, gate);
+	tdm_store_release(&log->cache_gen, gen);
 	if (nend - gate <= log->cap)
 		return 0;
 	__atomic_fetch_add(&m->backpressure.v, 1, __ATOMIC_RELAXED);
@@ -261,8 +279,17 @@ static inline void rec_write(uint8_t *p, const struct tdm_log_entry *e, uint64_t
 	tdm_store32_release(&h->length, len); /* publish; pairs with readers' acquire */
 }
 
-TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
-			   uint64_t *end)
+/* A refused append says why: the text is what a client shows. */
+static int not_primary(const struct tdm_log *log)
+{
+	return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is not accepting writes: it is not the primary "
+		       "or it is fenced", log->meta->node_id);
+}
+
+/* tdm_log_append, with or without the writers' gate (gated is a constant at each call). */
+static inline __attribute__((always_inline)) int
+append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos, uint64_t *end,
+       bool gated)
 {
 	struct tdm_ring_meta *m = log->meta;
 	uint64_t span, old, at, nend, pad;
@@ -279,22 +306,26 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 	if (rc)
 		return rc;
 
-	old = __atomic_load_n(&m->tail.v, __ATOMIC_RELAXED);
+	/* Acquire, also on CAS failure: a tail stored after a truncate comes with that truncate's
+	 * gate and generation, which ring_room reads next. */
+	old = tdm_load_acquire(&m->tail.v);
 	for (;;) {
+		if (gated && (old & TDM_TAIL_FENCED))
+			return not_primary(log);
 		/* A record never straddles a segment boundary: pad up to it instead. */
-		uint64_t off = old & (log->seg_size - 1);
+		uint64_t t = tdm_tail_pos(old), off = t & (log->seg_size - 1);
 		pad = off + span > log->seg_size ? log->seg_size - off : 0;
-		at = old + pad;
+		at = t + pad;
 		nend = at + span;
 		rc = ring_room(log, nend);
 		if (rc)
 			return rc;
-		if (__atomic_compare_exchange_n(&m->tail.v, &old, nend, true, __ATOMIC_ACQ_REL,
-						__ATOMIC_RELAXED))
+		if (__atomic_compare_exchange_n(&m->tail.v, &old, nend | (old & TDM_TAIL_FENCED), true,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			break;
 	}
 	if (pad)
-		tdm_store32_release((uint32_t *)(log->ring + (old & log->mask)),
+		tdm_store32_release((uint32_t *)(log->ring + ((at - pad) & log->mask)),
 				    TDM_LOG_PAD_FLAG | (uint32_t)pad);
 	len = (uint32_t)(TDM_LOG_REC_HDR_SIZE + e->key_len + e->value_len);
 	rec_write(log->ring + (at & log->mask), e, at, __atomic_load_n(&m->epoch, __ATOMIC_RELAXED),
@@ -306,30 +337,67 @@ TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, u
 	return 0;
 }
 
-/* Reserve exactly [pos, pos + len) for a replica's copy: the tail must be at pos. Same gate rule
- * as tdm_log_append. */
+TDM_API int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
+			   uint64_t *end)
+{
+	return append(log, e, pos, end, true);
+}
+
+/* The owner's EPOCH record: a new primary writes it before opening the gate, so no write of the
+ * old epoch can land after the new epoch's start. */
+int tdm_ring_append_ungated(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
+			    uint64_t *end)
+{
+	return append(log, e, pos, end, false);
+}
+
+TDM_API void tdm_log_set_writable(struct tdm_log *log, bool writable)
+{
+	if (!log->owner)
+		return;
+	/* read-modify-writes of the tail word: ordered with every writer's CAS */
+	if (writable)
+		__atomic_fetch_and(&log->meta->tail.v, ~TDM_TAIL_FENCED, __ATOMIC_ACQ_REL);
+	else
+		__atomic_fetch_or(&log->meta->tail.v, TDM_TAIL_FENCED, __ATOMIC_ACQ_REL);
+}
+
+TDM_API bool tdm_log_writable(const struct tdm_log *log)
+{
+	return !(tdm_load_acquire(&log->meta->tail.v) & TDM_TAIL_FENCED);
+}
+
+/* Reserve exactly [pos, pos + len) for a replica's copy: the tail must be at pos. Same room rule
+ * as tdm_log_append; the writers' gate is passed and kept as it is (a replica copies its
+ * primary's stream while closed to clients). */
 static int reserve_at(struct tdm_log *log, uint64_t pos, uint64_t len)
 {
 	struct tdm_ring_meta *m = log->meta;
-	uint64_t old = pos;
+	uint64_t old;
 	int rc = ring_closed(m);
 
 	if (rc)
 		return rc;
-	if (__atomic_load_n(&m->tail.v, __ATOMIC_RELAXED) != pos)
-		return -ESPIPE; /* only a hint; the CAS below decides */
-	rc = ring_room(log, pos + len);
-	if (rc)
-		return rc;
-	if (!__atomic_compare_exchange_n(&m->tail.v, &old, pos + len, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_RELAXED))
-		return -ESPIPE;
-	return 0;
+	old = tdm_load_acquire(&m->tail.v);
+	for (;;) {
+		if (tdm_tail_pos(old) != pos)
+			return -ESPIPE;
+		rc = ring_room(log, pos + len);
+		if (rc)
+			return rc;
+		/* fails only when another writer moved the tail or the gate bit changed */
+		if (__atomic_compare_exchange_n(&m->tail.v, &old,
+						(pos + len) | (old & TDM_TAIL_FENCED), false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return 0;
+	}
 }
 
-/* Check that bytes hold whole records at their own positions, none straddling a segment. The
- * CRCs are the caller's job (a receiver checks each record as it arrives). */
-static int check_copy(const struct tdm_log *log, uint64_t pos, const uint8_t *p, size_t len)
+/* Check that bytes hold whole records at their own positions, none straddling a segment, and
+ * count the EPOCH records among them. The CRCs are the caller's job (a receiver checks each
+ * record as it arrives). */
+static int check_copy(const struct tdm_log *log, uint64_t pos, const uint8_t *p, size_t len,
+		      uint32_t *epochs)
 {
 	size_t off = 0;
 
@@ -348,20 +416,59 @@ static int check_copy(const struct tdm_log *log, uint64_t pos, const uint8_t *p,
 		    span > len - off || span > log->max_span ||
 		    ((pos + off) & (log->seg_size - 1)) + span > log->seg_size)
 			return -EINVAL;
+		*epochs += h.type == TDM_LOG_REC_EPOCH;
 		off += span;
 	}
 	return 0;
 }
 
+/*
+ * The slow path of a copy holding EPOCH records: add each to the history file as
+ * tdm_log_begin_epoch does on the primary, before the copy is reserved, so a failure copies
+ * nothing. A retry after back-pressure finds its entries already there (the history takes the
+ * same entry twice without a change). *last: the last one's epoch.
+ */
+static int copy_epochs(struct tdm_log *log, uint64_t pos, const uint8_t *p, size_t len,
+		       uint32_t *last)
+{
+	int dir_fd = log->dir_fd, rc = 0;
+
+	if (dir_fd < 0) /* an attached process: no directory handle yet */
+		dir_fd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return TDM_ERR(-errno, "cannot open log dir %s to add to its history: %s", log->dir,
+			       strerror(errno));
+	for (size_t off = 0; off < len && !rc;) {
+		struct tdm_log_rec_hdr h;
+
+		memcpy(&h, p + off, sizeof(h));
+		if (h.type == TDM_LOG_REC_EPOCH) {
+			rc = tdm_history_append(dir_fd, log->dir, h.epoch, pos + off);
+			*last = h.epoch;
+		}
+		off += tdm_log_rec_span(h.key_len, h.value_len);
+	}
+	if (dir_fd != log->dir_fd)
+		close(dir_fd);
+	return rc;
+}
+
 TDM_API int tdm_log_append_at(struct tdm_log *log, uint64_t pos, const void *bytes, size_t len)
 {
+	uint32_t first, epochs = 0, epoch = 0;
 	uint8_t *dst;
-	uint32_t first;
 	int rc;
 
 	if (!len || (pos | len) & (TDM_LOG_REC_ALIGN - 1) || len > log->cap / 2 ||
-	    check_copy(log, pos, bytes, len))
+	    check_copy(log, pos, bytes, len, &epochs))
 		return -EINVAL;
+	if (__builtin_expect(epochs != 0, 0)) {
+		if (tdm_tail_pos(tdm_load_acquire(&log->meta->tail.v)) != pos)
+			return -ESPIPE; /* not ours to record; reserve_at decides for the copy */
+		rc = copy_epochs(log, pos, bytes, len, &epoch);
+		if (rc)
+			return rc;
+	}
 	rc = reserve_at(log, pos, len);
 	if (rc)
 		return rc;
@@ -370,6 +477,8 @@ TDM_API int tdm_log_append_at(struct tdm_log *log, uint64_t pos, const void *byt
 	memcpy(&first, bytes, 4);
 	/* Publish the first record last: readers scan in order, so its release covers the rest. */
 	tdm_store32_release((uint32_t *)dst, first);
+	if (epochs)
+		__atomic_store_n(&log->meta->epoch, epoch, __ATOMIC_RELEASE);
 	return 0;
 }
 

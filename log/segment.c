@@ -186,6 +186,78 @@ static int list_segments(struct tdm_scan_ctx *sc)
 	return 0;
 }
 
+/* Write zeros over [off, off + len) of fd (file offsets), its first page first and synced: a
+ * crash part way leaves a zero length word at off, never a record followed by zeros. */
+static int zero_range(int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[64 * 1024];
+	uint64_t done = 0;
+
+	while (done < len) {
+		size_t n = done == 0 ? 4096 : sizeof(zeros);
+
+		if (n > len - done)
+			n = (size_t)(len - done);
+		if (pwrite(fd, zeros, n, (off_t)(off + done)) != (ssize_t)n)
+			return -errno;
+		if (done == 0 && fdatasync(fd))
+			return -errno;
+		done += n;
+	}
+	return fdatasync(fd) ? -errno : 0;
+}
+
+/*
+ * Cut the segment files back to pos (tdm_log_truncate, and recovery finishing one): remove every
+ * segment after the one holding pos, newest first, so a crash leaves a prefix of the old log;
+ * record pos as that segment's checkpoint (everything before it is durable); zero [pos, end) in
+ * it, so recovery finds the log ending at pos. end is where the log ended (the bytes after it
+ * are zero already). Idempotent: a crash part way is finished by doing it again.
+ */
+int tdm_seg_cut(int dir_fd, const char *dir, uint64_t seg_size, uint64_t pos, uint64_t end)
+{
+	struct tdm_scan_ctx sc = { .dir = dir };
+	uint64_t start = pos & ~(seg_size - 1);
+	char name[32];
+	int rc, fd;
+
+	rc = list_segments(&sc);
+	if (rc)
+		return rc;
+	for (uint32_t i = sc.nseg; i-- > 0 && sc.starts[i] > start;) {
+		tdm_seg_name(name, sizeof(name), sc.starts[i]);
+		if (unlinkat(dir_fd, name, 0) != 0 && errno != ENOENT) {
+			rc = TDM_ERR(-errno, "cannot remove segment %s/%s: %s", dir, name,
+				     strerror(errno));
+			goto out;
+		}
+	}
+	if (tdm_fsync_dir(dir_fd)) {
+		rc = TDM_ERR(-errno, "cannot sync log dir %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	tdm_seg_name(name, sizeof(name), start);
+	fd = tdm_seg_open(dir, start, O_RDWR);
+	if (fd < 0) {
+		if (errno != ENOENT) /* no segment: nothing at or after pos to zero */
+			rc = TDM_ERR(-errno, "cannot open segment %s/%s: %s", dir, name,
+				     strerror(errno));
+		goto out;
+	}
+	if (end > start + seg_size)
+		end = start + seg_size;
+	rc = tdm_seg_write_ckpt_sync(fd, pos);
+	if (!rc && end > pos)
+		rc = zero_range(fd, TDM_SEG_HDR_SIZE + pos - start, end - pos);
+	if (rc)
+		rc = TDM_ERR(rc, "cannot cut segment %s/%s at position %" PRIu64 ": %s", dir, name,
+			     pos, strerror(-rc));
+	close(fd);
+out:
+	free(sc.starts);
+	return rc;
+}
+
 /* Record a scan error in the report and the thread's message. */
 static int scan_fail(struct tdm_scan_ctx *sc, int code, uint64_t start, uint64_t file_off,
 		     uint64_t pos, const char *what)

@@ -11,6 +11,11 @@
  * Threads: the owner process opens the log with tdm_log_open() and runs the flusher agent
  * (tdm_log_flusher_do_work) on one thread. Writers call tdm_log_append() from any thread of the
  * owner or of a process that attached with tdm_log_attach(). Cursors are single-threaded objects.
+ *
+ * Failover: the owner closes the writers' gate (tdm_log_set_writable) to fence writers, cuts a
+ * divergent end off with tdm_log_truncate (the records go to a side file, read back with
+ * tdm_log_side_read), and a new primary writes its EPOCH record (tdm_log_begin_epoch) before it
+ * opens the gate again.
  */
 #ifndef TDM_LOG_H
 #define TDM_LOG_H
@@ -165,9 +170,10 @@ const struct tdm_log_recovery *tdm_log_recovery(const struct tdm_log *log);
  * @param pos  out, may be NULL: the record's position
  * @param end  out, may be NULL: the position just past it (wait for durable >= end)
  * @return 0; TDM_ERR_BACKPRESSURE the ring is full up to the flusher (nothing written, retry);
- *         -EINVAL bad type or sizes (too large for the ring or a segment); TDM_ERR_FAILED the
- *         log has stopped after an I/O error; TDM_ERR_CLOSED the owner closed the ring, or
- *         (seen when the ring is full) its process is gone.
+ *         TDM_ERR_NOT_PRIMARY the writers' gate is closed (tdm_log_set_writable; nothing
+ *         written; tdm_errmsg says so); -EINVAL bad type or sizes (too large for the ring or a
+ *         segment); TDM_ERR_FAILED the log has stopped after an I/O error; TDM_ERR_CLOSED the
+ *         owner closed the ring, or (seen when the ring is full) its process is gone.
  */
 int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *pos,
 		   uint64_t *end);
@@ -177,9 +183,16 @@ int tdm_log_append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t 
  * at pos (one writer: the receiver of the stream). bytes hold whole records (no PAD), each at its
  * own position field and none straddling a segment of this log (so both logs need the same
  * segment size). Lengths and positions are checked here; CRCs are not (the receiver checked each
- * record as it arrived). The first record's length is stored last (release).
+ * record as it arrived). The first record's length is stored last (release). Works whether the
+ * writers' gate is open or closed, and leaves it as it is.
+ * An EPOCH record among them is recorded as tdm_log_begin_epoch does on the primary: its
+ * (epoch, position) is added to the history file (before anything is copied, so an error copies
+ * nothing; the same entry added again by a retry is no change) and the log's epoch becomes its
+ * epoch. Only copies holding an EPOCH record pay for that file write.
  * @return 0; -EINVAL malformed or misplaced records, or len > ring/2; -ESPIPE the log does not
- *         end at pos; TDM_ERR_BACKPRESSURE, TDM_ERR_FAILED, TDM_ERR_CLOSED as for append.
+ *         end at pos; TDM_ERR_BACKPRESSURE, TDM_ERR_FAILED, TDM_ERR_CLOSED as for append;
+ *         for an EPOCH record: -EINVAL its epoch does not follow the history's last entry (the
+ *         logs diverged), -errno the history file cannot be written (tdm_errmsg names it).
  */
 int tdm_log_append_at(struct tdm_log *log, uint64_t pos, const void *bytes, size_t len);
 
@@ -191,14 +204,29 @@ int tdm_log_pad_at(struct tdm_log *log, uint64_t pos, uint64_t span);
 
 /**
  * Start a new epoch: append an EPOCH record and add (epoch, position) to the history file.
- * Owner only. @return 0; -EINVAL epoch not above the current one; errors of append and of
- * writing the history file.
+ * Owner only. Passes the writers' gate, so a new primary writes it before opening the gate and
+ * no write of the old epoch can land after the new epoch's start.
+ * @return 0; -EINVAL epoch not above the current one; errors of append and of writing the
+ *         history file.
  */
 int tdm_log_begin_epoch(struct tdm_log *log, uint32_t epoch, uint64_t hlc);
 
+/**
+ * Open or close the writers' gate (fencing). Owner only (ignored on an attached handle).
+ * Closed, tdm_log_append fails with TDM_ERR_NOT_PRIMARY in every process; closing is one atomic
+ * operation on the tail word every append reserves with, so once this returns no append can
+ * reserve space. Appends that reserved before still publish: wait for them with
+ * tdm_log_flush_until(log, tdm_log_tail(log)). tdm_log_append_at, tdm_log_pad_at and
+ * tdm_log_begin_epoch pass the gate. tdm_log_open leaves it open; it is not kept across opens.
+ */
+void tdm_log_set_writable(struct tdm_log *log, bool writable);
+
+/** Is the writers' gate open? Any process. */
+bool tdm_log_writable(const struct tdm_log *log);
+
 /* ---- Positions (acquire loads of the shared counters) ---- */
 
-uint64_t tdm_log_tail(const struct tdm_log *log);    /**< end of reserved space */
+uint64_t tdm_log_tail(const struct tdm_log *log);    /**< end of reserved space (any gate) */
 uint64_t tdm_log_written(const struct tdm_log *log); /**< bytes handed to segment files */
 uint64_t tdm_log_durable(const struct tdm_log *log); /**< every byte before it is on disk */
 uint64_t tdm_log_start(const struct tdm_log *log);   /**< oldest retained position */
@@ -342,6 +370,66 @@ typedef int (*tdm_log_scan_fn)(void *ctx, const struct tdm_log_rec *rec);
  */
 int tdm_log_scan(const char *dir, uint64_t cluster_id, uint64_t from, tdm_log_scan_fn fn,
 		 void *ctx, struct tdm_log_scan_report *rep);
+
+/* ---- Truncating (failover; the side file reader is offline like the scan) ---- */
+
+/**
+ * Cut the log back to pos, keeping the records after it in a side file: for a node whose log
+ * went past the position where it diverged from the new primary's.
+ *
+ * Owner only, on the flusher's thread (or with the flusher stopped): it runs the flusher itself.
+ * Before calling: the writers' gate is closed and no append is in flight in any process
+ * (tdm_log_append_at and tdm_log_pad_at included); no cursor or reader relies on records at or
+ * after pos (cursors positioned past pos must be destroyed and re-created, or seeked to pos or
+ * below, by the caller); peers' acknowledged positions past pos are the caller's to reset.
+ *
+ * Steps: flush everything; check pos; write every record of [pos, tail) to aside_path as a side
+ * file (format at the top of log/truncate.c; PADs left out; written to aside_path.tmp, fsynced,
+ * renamed, directory fsynced); then cut: segments after pos removed, the rest of pos's segment
+ * zeroed, its checkpoint set to pos, history entries at or after pos removed, the log's epoch set
+ * to the last remaining entry's (0 when none), tail, written and durable set back to pos. A crash
+ * at any point leaves either the old log or, once the cut began, a log that tdm_log_open finishes
+ * cutting to pos. Appends, tdm_log_append_at and tdm_log_pad_at continue at pos; the gate stays
+ * as it was. durable moves back: commit waits must not span a truncate.
+ *
+ * When pos == tail nothing is moved and no side file is written (nor when [pos, tail) holds only
+ * a PAD); history entries at or after pos (left by a crash) are still removed. Returns 0.
+ * @param aside_path  the side file to create (replaced when it exists); may be NULL when
+ *                    pos == tail
+ * @return 0; -EINVAL not the owner, pos above the tail, below tdm_log_start, or not a record
+ *         boundary, or no aside_path (tdm_errmsg says which); -EBUSY the gate is open, or the
+ *         tail moved while flushing; TDM_ERR_CORRUPT a record to move fails its checks;
+ *         -errno the side file or the marker cannot be written (nothing was changed in these
+ *         cases); TDM_ERR_FAILED the log stopped after an I/O error, or the cut failed part way
+ *         (the log then refuses writes; reopening it finishes the cut).
+ */
+int tdm_log_truncate(struct tdm_log *log, uint64_t pos, const char *aside_path);
+
+/** What a side file's header says, and where reading it stopped. */
+struct tdm_log_side_info {
+	uint64_t cluster_id;    /**< cluster of the log the records were cut from */
+	uint64_t first;         /**< the cut position: that log was truncated to it */
+	uint64_t end;           /**< where that log ended before the cut */
+	uint64_t count;         /**< records in the file (PADs are not kept) */
+	uint32_t epoch;         /**< epoch field of the first record */
+	uint16_t node_id;       /**< the node whose log it was */
+	uint64_t records;       /**< records read and checked */
+	uint64_t error_offset;  /**< on TDM_ERR_CORRUPT: byte offset in the file of the damage */
+	char error_text[256];   /**< on TDM_ERR_CORRUPT: what is wrong */
+};
+
+/**
+ * Read a side file written by tdm_log_truncate: check its header, then each record (length,
+ * type, position field increasing inside [first, end), CRC32C, zero padding), and call fn (may
+ * be NULL) for each in order; rec points into a buffer valid during the call. The header fields
+ * of info are set once the header is valid, even when a record is bad.
+ * @return 0; fn's non-zero value (reading stops); TDM_ERR_CORRUPT not a side file (bad magic),
+ *         damaged header or record, fewer or more records than the header counts (tdm_errmsg
+ *         and info name the file and byte offset); TDM_ERR_VERSION another format version;
+ *         -errno the file cannot be opened or read.
+ */
+int tdm_log_side_read(const char *path, struct tdm_log_side_info *info, tdm_log_scan_fn fn,
+		      void *ctx);
 
 /** Name of a record type ("PUT", "DEL", ...; "?" for unknown). */
 const char *tdm_log_rec_type_name(uint8_t type);

@@ -2,7 +2,7 @@
  * mklog: write a small log with deterministic records, for the tandemctl CLI test
  * (tests/test_tandemctl.sh).
  *
- *   mklog DIR COUNT SEGMENT_SIZE
+ *   mklog DIR COUNT SEGMENT_SIZE [CUT SIDE_FILE]
  *
  * Opens (creates) the log in DIR as its owner with cluster id 7 and the ring /dev/shm/
  * tdm-mklog-<pid>, appends COUNT records, flushes them and closes cleanly (the ring file is
@@ -10,7 +10,11 @@
  * when i % 11 == 5 (no key), PUT otherwise; hlc i + 1; origin 1; value of 64 + (i * 37) % 500
  * bytes derived from i. Records do not fill segments exactly, so the log holds PAD records.
  *
- * stdout: one line "rec POSITION TYPE" per record in order, then one summary line
+ * With CUT (a record index below COUNT): then closes the writers' gate and truncates the log at
+ * record CUT's position, moving the records from CUT on to SIDE_FILE (tdm_log_truncate).
+ *
+ * stdout: one line "rec POSITION TYPE" per record in order, with CUT a line "cut POSITION N"
+ * (N records moved), then one summary line
  *   "count=N pads=P end=E segment_size=S"
  * where P is the number of PAD records the log put between them (a gap between one record's
  * end and the next record's position is one PAD) and E the end of the last record.
@@ -31,7 +35,7 @@
 
 static int usage(const char *what)
 {
-	fprintf(stderr, "mklog: %s\nUsage: mklog DIR COUNT SEGMENT_SIZE\n", what);
+	fprintf(stderr, "mklog: %s\nUsage: mklog DIR COUNT SEGMENT_SIZE [CUT SIDE_FILE]\n", what);
 	return 2;
 }
 
@@ -72,14 +76,16 @@ static int append(struct tdm_log *log, const struct tdm_log_entry *e, uint64_t *
 
 int main(int argc, char **argv)
 {
-	uint64_t count, seg;
+	uint64_t count, seg, cut = UINT64_MAX, cut_pos = 0;
 
-	if (argc != 4)
-		return usage("expected 3 arguments");
+	if (argc != 4 && argc != 6)
+		return usage("expected 3 or 5 arguments");
 	if (parse_u64(argv[2], &count) != 0 || count > UINT32_MAX)
 		return usage("COUNT is not a number below 2^32");
 	if (parse_u64(argv[3], &seg) != 0)
 		return usage("SEGMENT_SIZE is not a number");
+	if (argc == 6 && (parse_u64(argv[4], &cut) != 0 || cut >= count))
+		return usage("CUT is not a record index below COUNT");
 
 	char shm[64];
 	snprintf(shm, sizeof(shm), "tdm-mklog-%ld", (long)getpid());
@@ -140,6 +146,8 @@ int main(int argc, char **argv)
 		}
 		if (pos != prev_end)
 			pads++;
+		if (i == cut)
+			cut_pos = pos;
 		prev_end = end;
 		printf("rec %" PRIu64 " %s\n", pos, tdm_log_rec_type_name(e.type));
 	}
@@ -149,6 +157,17 @@ int main(int argc, char **argv)
 			tdm_strerror(rc), tdm_errmsg());
 		tdm_log_close(log);
 		return 1;
+	}
+	if (cut != UINT64_MAX) {
+		tdm_log_set_writable(log, false);
+		rc = tdm_log_truncate(log, cut_pos, argv[5]);
+		if (rc != 0) {
+			fprintf(stderr, "mklog: truncate to %" PRIu64 " = %d (%s): %s\n", cut_pos, rc,
+				tdm_strerror(rc), tdm_errmsg());
+			tdm_log_close(log);
+			return 1;
+		}
+		printf("cut %" PRIu64 " %" PRIu64 "\n", cut_pos, count - cut);
 	}
 	tdm_log_close(log);
 	printf("count=%" PRIu64 " pads=%" PRIu64 " end=%" PRIu64 " segment_size=%" PRIu64 "\n", count,

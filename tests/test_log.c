@@ -924,7 +924,7 @@ static void test_append_at(void **state)
 
 int tlog_run_unit(void)
 {
-	struct CMUnitTest tests[32] = {
+	struct CMUnitTest tests[48] = {
 		T(test_format_crc_names),
 		T(test_record_roundtrip),
 		T(test_ring_wrap_alignments),
@@ -939,7 +939,8 @@ int tlog_run_unit(void)
 	int n = 0;
 	while (tests[n].name)
 		n++;
-	n += tlog_unit_proc_tests(tests + n, 32 - n);
+	n += tlog_unit_proc_tests(tests + n, 48 - n);
+	n += tlog_unit_truncate_tests(tests + n, 48 - n);
 	return _cmocka_run_group_tests("log-unit", tests, (size_t)n, NULL, NULL);
 }
 

@@ -916,8 +916,8 @@ static void test_torn_tail_cut(void **state)
 int tlog_run_fault(void)
 {
 	static char names[CRASH_SEEDS][40];
-	enum { NFIXED = 7 };
-	struct CMUnitTest tests[NFIXED + CRASH_SEEDS] = {
+	enum { NFIXED = 7, NTRUNC = 8 };
+	struct CMUnitTest tests[NFIXED + CRASH_SEEDS + NTRUNC] = {
 		T(test_corrupt_segment_header), T(test_corrupt_cluster_version),
 		T(test_corrupt_record_middle),  T(test_corrupt_length_top_bit),
 		T(test_missing_segment),        T(test_corrupt_history),
@@ -928,5 +928,7 @@ int tlog_run_fault(void)
 		tests[NFIXED + i] = (struct CMUnitTest){names[i], test_crash_seed, tlog_setup,
 						   tlog_teardown, (void *)(uintptr_t)(i + 1)};
 	}
-	return cmocka_run_group_tests_name("log-fault", tests, NULL, NULL);
+	int n = NFIXED + CRASH_SEEDS;
+	n += tlog_fault_truncate_tests(tests + n, NTRUNC);
+	return _cmocka_run_group_tests("log-fault", tests, (size_t)n, NULL, NULL);
 }

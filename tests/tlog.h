@@ -177,6 +177,10 @@ void tlog_snap_free(struct tlog_snap *s);
 int tlog_run_unit(void);
 /** test_log_proc.c: its unit tests (attach, retention, refusals) into out; returns the count. */
 int tlog_unit_proc_tests(struct CMUnitTest *out, int max);
+/** test_log_truncate.c: the writers' gate, truncate, side files, a replica's history (unit),
+ *  and damaged side files and crashes during a truncate (fault); return the count. */
+int tlog_unit_truncate_tests(struct CMUnitTest *out, int max);
+int tlog_fault_truncate_tests(struct CMUnitTest *out, int max);
 int tlog_run_fault(void);
 
 #endif /* TLOG_H */

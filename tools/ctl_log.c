@@ -3,6 +3,8 @@
  *
  * Both commands read the segment files with tdm_log_scan(): no ring, no lock, nothing written,
  * so they are safe beside a running tandemd (they see what is on disk when each file is read).
+ * dump also reads a side file (the records a truncate moved out of a log) with
+ * tdm_log_side_read() when given a file instead of a directory.
  * Errors found in the log are reported on stderr with the file, byte offset, stream position and
  * what to do; summaries and records go to stdout.
  */
@@ -72,16 +74,18 @@ static const char *advice(int code)
 struct problem {
 	int code;          /* 0: none */
 	const char *file;  /* where it was found */
-	bool located;      /* offset and position are known */
+	bool located;      /* offset (and, for a log, position) are known */
+	bool no_position;  /* located, but the stream position is not known (a side file) */
 	uint64_t offset;   /* byte offset in file */
 	uint64_t position; /* stream position */
 	const char *text;  /* what is wrong */
+	const char *todo;  /* what to do; NULL: advice(code) */
 };
 
 static void problem_from_scan(struct problem *p, const char *dir,
 			      const struct tdm_log_scan_report *r)
 {
-	p->code = r->error;
+	*p = (struct problem){ .code = r->error };
 	p->located = r->error_file[0] != '\0';
 	p->file = p->located ? r->error_file : dir;
 	p->offset = r->error_offset;
@@ -97,10 +101,13 @@ static void print_problem(const char *path, const struct problem *p)
 	fflush(stdout); /* records or summary first, then the error, on a shared terminal */
 	fprintf(stderr, "%s: error in %s", path, p->file);
 	if (p->located)
-		fprintf(stderr, " at byte offset %" PRIu64 " (stream position %" PRIu64
-			" = 0x%" PRIx64 ")", p->offset, p->position, p->position);
+		fprintf(stderr, " at byte offset %" PRIu64, p->offset);
+	if (p->located && !p->no_position)
+		fprintf(stderr, " (stream position %" PRIu64 " = 0x%" PRIx64 ")", p->position,
+			p->position);
 	fprintf(stderr, ": %s [%s]\n", p->text, tdm_strerror(p->code));
-	fprintf(stderr, "%s: what to do: %s; nothing was changed\n", path, advice(p->code));
+	fprintf(stderr, "%s: what to do: %s; nothing was changed\n", path,
+		p->todo != NULL ? p->todo : advice(p->code));
 }
 
 static void print_torn_warning(const char *path, const char *dir,
@@ -285,7 +292,7 @@ static int verify_run(int argc, char **argv)
 	};
 	uint64_t cluster = 0;
 	bool json = false;
-	const char *dir;
+	const char *dir = NULL;
 	int ret;
 
 	optind = 0;
@@ -339,6 +346,10 @@ static int verify_run(int argc, char **argv)
 struct dump_state {
 	bool json;
 	uint64_t limit; /* records still to print; UINT64_MAX: no limit */
+	uint64_t from;  /* side file: records before this position are not printed */
+	const char *side_path;                 /* side file being dumped, else NULL */
+	const struct tdm_log_side_info *side;  /* its header, once read */
+	bool side_header_done;                 /* the header line was printed */
 };
 
 /* EPOCH records carry the previous epoch as a u64 LE value. */
@@ -398,12 +409,107 @@ static int on_dump_rec(void *ctx, const struct tdm_log_rec *rec)
 	return --st->limit == 0 ? DUMP_STOP : 0;
 }
 
+/* ---- dump of a side file ---- */
+
+/* The side file's header: one "#" line, or one JSON object before the records' objects. */
+static void dump_side_header(struct dump_state *st)
+{
+	const struct tdm_log_side_info *in = st->side;
+
+	st->side_header_done = true;
+	if (st->json) {
+		fputs("{\"side_file\":", stdout);
+		tdm_ctl_json_str(stdout, st->side_path, strlen(st->side_path), false);
+		printf(",\"node_id\":%" PRIu16 ",\"cluster_id\":%" PRIu64 ",\"first\":%" PRIu64
+		       ",\"end\":%" PRIu64 ",\"epoch\":%" PRIu32 ",\"count\":%" PRIu64 "}\n",
+		       in->node_id, in->cluster_id, in->first, in->end, in->epoch, in->count);
+		return;
+	}
+	printf("# side file %s: %" PRIu64 " record%s cut from the log of node %" PRIu16
+	       " (cluster %" PRIu64 ") at position %" PRIu64 " (0x%" PRIx64 "); that log ended at %"
+	       PRIu64 " (0x%" PRIx64 "); epoch of the first record %" PRIu32 "\n",
+	       st->side_path, in->count, in->count == 1 ? "" : "s", in->node_id, in->cluster_id,
+	       in->first, in->first, in->end, in->end, in->epoch);
+}
+
+static int on_dump_side_rec(void *ctx, const struct tdm_log_rec *rec)
+{
+	struct dump_state *st = ctx;
+
+	if (!st->side_header_done)
+		dump_side_header(st);
+	if (rec->hdr->position < st->from)
+		return 0;
+	return on_dump_rec(ctx, rec);
+}
+
+static int dump_side(const char *path, struct dump_state *st)
+{
+	struct tdm_log_side_info info;
+	int ret;
+
+	st->side_path = path;
+	st->side = &info;
+	tdm_err_clear();
+	ret = tdm_log_side_read(path, &info, on_dump_side_rec, st);
+	if (ret == DUMP_STOP || ret == DUMP_WRITE_ERR)
+		return TDM_CTL_EXIT_OK; /* main() reports a failed stdout */
+	if (!st->side_header_done && info.count != 0)
+		dump_side_header(st); /* the header was good: show it before any error */
+	if (ret == 0)
+		return TDM_CTL_EXIT_OK;
+
+	struct problem prob = { .code = ret, .file = path };
+	const char *text = tdm_ctl_errmsg();
+	if (ret == TDM_ERR_CORRUPT) {
+		prob.located = prob.no_position = true;
+		prob.offset = info.error_offset;
+		prob.text = info.error_text;
+		prob.todo = info.count != 0
+				    ? "the records before the damage were printed; the rest of the file "
+				      "cannot be trusted"
+				    : "give a log directory or a side file written by a truncate";
+	} else {
+		prob.text = text != NULL ? text : tdm_strerror(ret);
+	}
+	print_problem(DUMP_PATH, &prob);
+	return TDM_CTL_EXIT_ERROR;
+}
+
+/* DIR (a log) or FILE (a side file) after the options. */
+static int take_dump_input(int argc, char **argv, const char **in, bool *is_file)
+{
+	struct stat st;
+
+	if (optind >= argc)
+		return tdm_ctl_usage_error(DUMP_PATH, "missing DIR (the log's segment directory) or "
+					   "FILE (a side file)");
+	if (optind + 1 < argc)
+		return tdm_ctl_usage_error(DUMP_PATH, "unexpected argument '%s'", argv[optind + 1]);
+	*in = argv[optind];
+	if (stat(*in, &st) != 0)
+		return tdm_ctl_usage_error(DUMP_PATH, "DIR or FILE '%s': %s", *in, strerror(errno));
+	*is_file = S_ISREG(st.st_mode);
+	if (!*is_file && !S_ISDIR(st.st_mode))
+		return tdm_ctl_usage_error(DUMP_PATH, "'%s' is neither a directory nor a regular "
+					   "file", *in);
+	return 0;
+}
+
 static void dump_help(void)
 {
 	fputs("Usage: " DUMP_PATH " DIR [--from POS] [--limit N] [--json]\n"
+	      "       " DUMP_PATH " FILE [--from POS] [--limit N] [--json]\n"
 	      "\n"
 	      "Print the records of the log in DIR in position order, one per line, checking\n"
 	      "each one as verify does. Read-only: takes no lock and changes nothing.\n"
+	      "\n"
+	      "FILE is a side file: the records a node moved out of its log when it cut the log\n"
+	      "back to where it diverged from the primary (tandemd names it in its log). Its\n"
+	      "header comes first, as a line starting with \"# side file\" (the node, cluster,\n"
+	      "the cut position, where the log ended, the first record's epoch, the count), or\n"
+	      "with --json as an object with side_file, node_id, cluster_id, first, end, epoch\n"
+	      "and count; then its records as below, each checked (length, type, position, CRC).\n"
 	      "\n"
 	      "Options:\n"
 	      "  -f, --from POS   start at the first record at or after stream position POS\n"
@@ -424,8 +530,8 @@ static void dump_help(void)
 	      "rec[\"key\"].encode(\"latin-1\") gives the exact bytes back.\n"
 	      "\n"
 	      "Exit status: 0 done (a torn tail is a warning on stderr); 1 an error was found\n"
-	      "(records before it were printed; stderr names the file, offset and position);\n"
-	      "2 usage error.\n",
+	      "(records before it were printed; stderr names the file, offset and position), or\n"
+	      "FILE is not a side file or is damaged; 2 usage error.\n",
 	      stdout);
 }
 
@@ -440,7 +546,8 @@ static int dump_run(int argc, char **argv)
 	};
 	struct dump_state st = { .json = false, .limit = UINT64_MAX };
 	uint64_t from = 0;
-	const char *dir;
+	const char *dir = NULL;
+	bool is_file = false;
 	int ret;
 
 	optind = 0;
@@ -466,8 +573,12 @@ static int dump_run(int argc, char **argv)
 			return tdm_ctl_bad_option(DUMP_PATH, ret, argv, opts);
 		}
 	}
-	if (take_dir(DUMP_PATH, argc, argv, &dir) != 0)
+	if (take_dump_input(argc, argv, &dir, &is_file) != 0)
 		return TDM_CTL_EXIT_USAGE;
+	if (is_file) {
+		st.from = from;
+		return dump_side(dir, &st);
+	}
 
 	struct tdm_log_scan_report rep;
 	memset(&rep, 0, sizeof(rep));
