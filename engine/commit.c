@@ -11,15 +11,22 @@
 
 #include "engine_pvt.h"
 
+/* Why this node refuses writes, naming the primary when it is known. */
 static int not_primary(const struct tdm_node *n)
 {
-	uint16_t p = n->shm->primary_id;
+	const struct tdm_status_shm *s = n->shm;
+	uint16_t p = __atomic_load_n(&s->primary_id, __ATOMIC_ACQUIRE);
+	uint8_t role = __atomic_load_n(&s->role, __ATOMIC_ACQUIRE);
 
-	if (p && p != n->shm->node_id)
-		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is a replica: send writes to the "
-			       "primary, node %u", n->shm->node_id, p);
-	return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is a replica and does not know the "
-		       "primary yet", n->shm->node_id);
+	if (role == TDM_ROLE_PRIMARY)
+		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u refuses writes: %.120s; retry, or "
+			       "write to the new primary once one is elected (tandemctl status)",
+			       s->node_id, s->why_not_writable);
+	if (p && p != s->node_id)
+		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is not the primary: send writes to "
+			       "the primary, node %u (epoch %u)", s->node_id, p, s->epoch);
+	return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is not the primary and knows no primary "
+		       "yet (an election may be running): retry shortly", s->node_id);
 }
 
 static int append(struct tdm_node *n, uint8_t type, const void *key, uint32_t klen,
@@ -29,10 +36,26 @@ static int append(struct tdm_node *n, uint8_t type, const void *key, uint32_t kl
 		.type = type, .origin = n->origin, .hlc = eng_wall_ns(),
 		.key = key, .key_len = klen, .value = val, .value_len = vlen,
 	};
+	int rc;
 
 	if (n->shm->role != TDM_ROLE_PRIMARY)
 		return not_primary(n);
-	return tdm_log_append(n->log, &e, NULL, end);
+	/* The log's gate decides atomically: a fenced or deposed primary's log refuses. */
+	rc = tdm_log_append(n->log, &e, NULL, end);
+	return rc == TDM_ERR_NOT_PRIMARY ? not_primary(n) : rc;
+}
+
+/* The node stepped down since the wait began: the write may or may not survive. */
+static int stepped_down(const struct tdm_node *n, uint64_t end)
+{
+	return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u stopped being the primary while position %"
+		       PRIu64 " waited: that write is not acknowledged (it survives only if the "
+		       "new primary, node %u, has it)", n->shm->node_id, end, n->shm->primary_id);
+}
+
+static uint64_t term(const struct tdm_node *n)
+{
+	return eng_load(&n->shm->term.v);
 }
 
 TDM_API int tdm_put(struct tdm_node *n, const void *key, uint32_t klen, const void *val,
@@ -75,7 +98,7 @@ static int wait_step(struct tdm_node *n, uint32_t *spins)
 }
 
 /* Acknowledge at `local` instead of the level asked for (counted; the engine logs it). */
-static int degrade(struct tdm_node *n, uint64_t end)
+static int degrade(struct tdm_node *n, uint64_t end, uint64_t t0)
 {
 	uint32_t spins = 0;
 
@@ -84,12 +107,16 @@ static int degrade(struct tdm_node *n, uint64_t end)
 		int rc = wait_step(n, &spins);
 		if (rc)
 			return rc;
+		if (term(n) != t0)
+			return stepped_down(n, end);
+		if (n->attached && (++spins & 0xffff) == 0 && !eng_status_alive(n->shm))
+			return TDM_ERR(TDM_ERR_CLOSED, "the node in %s stopped", n->cfg.data_dir);
 	}
-	return TDM_ERR_DEGRADED;
+	return term(n) == t0 ? TDM_ERR_DEGRADED : stepped_down(n, end);
 }
 
 /* The wait timed out: fail it, or degrade it and go async until the quorum catches up. */
-static int on_timeout(struct tdm_node *n, uint64_t end, enum tdm_level level)
+static int on_timeout(struct tdm_node *n, uint64_t end, enum tdm_level level, uint64_t t0)
 {
 	if (n->shm->on_timeout != TDM_ON_TIMEOUT_DEGRADE) {
 		__atomic_fetch_add(&n->shm->timeouts.v, 1, __ATOMIC_RELAXED);
@@ -98,33 +125,45 @@ static int on_timeout(struct tdm_node *n, uint64_t end, enum tdm_level level)
 			       tdm_level_name(level), n->shm->quorum);
 	}
 	eng_store(&n->shm->degraded.v, 1);
-	return degrade(n, end);
+	return degrade(n, end, t0);
 }
 
+/*
+ * Positions are only meaningful within one reign of this node as primary: a wait that sees the
+ * role change (`term` moves) fails with NOT_PRIMARY, whatever the counters say afterwards. A
+ * level reached is checked before the term is read again (acquire order), so a success always
+ * belongs to the reign the wait began in.
+ */
 TDM_API int tdm_wait(struct tdm_node *n, uint64_t end, enum tdm_level level,
 		     uint64_t timeout_ns)
 {
-	uint64_t deadline = 0, now;
+	uint64_t deadline = 0, now, t0 = term(n);
 	uint32_t spins = 0, checks = 0;
 
-	if (reached(n, end, level))
+	if (level == TDM_LEVEL_MEMORY)
 		return 0;
+	if (n->shm->role != TDM_ROLE_PRIMARY)
+		return stepped_down(n, end);
+	if (reached(n, end, level))
+		return term(n) == t0 ? 0 : stepped_down(n, end);
 	if (level >= TDM_LEVEL_RECEIVED && eng_load(&n->shm->degraded.v))
-		return degrade(n, end);
+		return degrade(n, end, t0);
 	for (;;) {
 		int rc = wait_step(n, &spins);
 
 		if (rc)
 			return rc;
 		if (reached(n, end, level))
-			return 0;
+			return term(n) == t0 ? 0 : stepped_down(n, end);
 		if ((++checks & 63) != 0)
 			continue;
+		if (term(n) != t0)
+			return stepped_down(n, end);
 		now = tdm_dp_now_ns();
 		if (!deadline)
 			deadline = now + (timeout_ns ? timeout_ns : n->shm->timeout_ns);
 		if (now >= deadline)
-			return on_timeout(n, end, level);
+			return on_timeout(n, end, level, t0);
 		if (n->attached && (checks & 0xffff) == 0 && !eng_status_alive(n->shm))
 			return TDM_ERR(TDM_ERR_CLOSED, "the node in %s stopped", n->cfg.data_dir);
 	}
@@ -171,5 +210,14 @@ TDM_API int tdm_digest(struct tdm_node *n, uint64_t *digest, uint64_t *applied, 
 	*applied = eng_applied(n);
 	*digest = tdm_store_digest(n->store);
 	*keys = tdm_store_count(n->store);
+	return 0;
+}
+
+TDM_API int tdm_primary(struct tdm_node *n, uint16_t *primary, uint32_t *epoch)
+{
+	*primary = __atomic_load_n(&n->shm->primary_id, __ATOMIC_ACQUIRE);
+	*epoch = __atomic_load_n(&n->shm->epoch, __ATOMIC_ACQUIRE);
+	if (n->attached && !eng_status_alive(n->shm))
+		return TDM_ERR(TDM_ERR_CLOSED, "the node in %s stopped", n->cfg.data_dir);
 	return 0;
 }

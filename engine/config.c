@@ -6,12 +6,16 @@
  *
  *   [node]
  *   id = 1                 this node, 1..65535, unique in the cluster (required)
- *   role = replica         primary | replica (default replica)
+ *   role = replica         primary | replica | witness (default replica). The role a node
+ *                          starts with in a new cluster: after that elections decide which
+ *                          data node is primary (a restarted node rejoins as a replica). A
+ *                          witness keeps no data and only votes (tandemd --witness)
  *   cluster_id = 42        non-zero, the same on every node: every frame and segment carries
  *                          it (required; decimal or 0x hex)
  *   data_dir = /var/lib/tandem/node1
  *                          log segments, snapshot, status file, control socket (required)
- *   primary = 2            replicas: the primary's node id, one of the [peer.N] (required)
+ *   primary = 2            replicas: the first primary's node id, one of the [peer.N]
+ *                          (optional: a replica learns the primary from its heartbeats)
  *   threads = 1            0 the embedding program drives the node, 1 one thread runs every
  *                          agent, 2..256 the apply workers get their own threads too
  *   idle = backoff         spin | yield | backoff: what an idle thread does (spin: lowest
@@ -36,6 +40,7 @@
  *   address = 127.0.0.1:7001   where it listens (IPv4:port; required)
  *   mac = 02:00:00:00:00:02    dpdk: its MAC; absent = broadcast (memif, veth)
  *   dpdk_port = 0          dpdk: index (in EAL order) of the ethdev that reaches it
+ *   witness = no           yes: the peer is a witness (votes, keeps no data, never primary)
  *   [replication]
  *   level = local          default commit level: memory | local | received | durable | applied
  *   quorum = 1             replicas that must reach received/durable/applied (1..peers)
@@ -43,6 +48,11 @@
  *   on_timeout = fail      fail (the write fails) | degrade (acknowledged at local; later
  *                          writes do not wait for the quorum until it catches up; counted)
  *   hello_ms = 100         replicas: resend HELLO this often until the primary answers
+ *   failover_timeout_ms = 1000
+ *                          a replica that hears no live primary this long starts an
+ *                          election; a primary that hears no majority for 3/4 of it stops
+ *                          taking writes (fenced). 0 = no automatic failover and no fencing
+ *                          (tandemctl promote/switchover still work). 2..600000 otherwise
  *   [apply]
  *   workers = 2            apply workers, 1..64 (the store has one shard per worker)
  *   batch = 256            records per apply step, 1..1048576
@@ -117,7 +127,8 @@ struct key {
 #define SIZE_RANGE .min = 64u << 10, .max = 1ull << 40, .pow2 = true
 
 static const struct choice role_choices[] = {
-	{ "primary", TDM_ROLE_PRIMARY }, { "replica", TDM_ROLE_REPLICA }, { NULL, 0 },
+	{ "primary", TDM_ROLE_PRIMARY }, { "replica", TDM_ROLE_REPLICA },
+	{ "witness", TDM_ROLE_WITNESS }, { NULL, 0 },
 };
 static const struct choice level_choices[] = {
 	{ "memory", TDM_LEVEL_MEMORY }, { "local", TDM_LEVEL_LOCAL },
@@ -133,6 +144,9 @@ static const struct choice backend_choices[] = {
 };
 static const struct choice fallback_choices[] = {
 	{ "udp", true }, { "none", false }, { NULL, 0 },
+};
+static const struct choice yes_no_choices[] = {
+	{ "yes", true }, { "no", false }, { NULL, 0 },
 };
 static const struct choice on_timeout_choices[] = {
 	{ "fail", TDM_ON_TIMEOUT_FAIL }, { "degrade", TDM_ON_TIMEOUT_DEGRADE }, { NULL, 0 },
@@ -183,6 +197,8 @@ static const struct key keys[] = {
 	  .want = "six hex bytes, e.g. 02:00:00:00:00:02" },
 	{ .section = "peer", .name = "dpdk_port", .kind = K_UINT, PF(dpdk_port), .max = UINT16_MAX,
 	  .want = "the index of the DPDK port that reaches the peer, 0..65535" },
+	{ .section = "peer", .name = "witness", .kind = K_ENUM, PF(witness),
+	  .choices = yes_no_choices },
 	{ .section = "replication", .name = "level", .kind = K_ENUM, CF(level),
 	  .choices = level_choices },
 	{ .section = "replication", .name = "quorum", .kind = K_UINT, CF(quorum), .sint = true,
@@ -194,6 +210,9 @@ static const struct key keys[] = {
 	  .choices = on_timeout_choices },
 	{ .section = "replication", .name = "hello_ms", .kind = K_UINT, CF(hello_ms), .min = 1,
 	  .max = 60000, .want = "milliseconds, 1..60000" },
+	{ .section = "replication", .name = "failover_timeout_ms", .kind = K_UINT,
+	  CF(failover_timeout_ms), .max = 600000,
+	  .want = "milliseconds, 2..600000, or 0 (no automatic failover)" },
 	{ .section = "apply", .name = "workers", .kind = K_UINT, CF(apply_workers), .sint = true,
 	  .min = 1, .max = TDM_APPLY_MAX_WORKERS, .want = "the number of apply workers, 1..64" },
 	{ .section = "apply", .name = "batch", .kind = K_UINT, CF(apply_batch), .min = 1,
@@ -271,7 +290,8 @@ TDM_API int tdm_level_parse(const char *name, enum tdm_level *out)
 
 TDM_API const char *tdm_role_name(enum tdm_role role)
 {
-	const char *name = choice_name(role_choices, (unsigned)role);
+	const char *name = role == TDM_ROLE_CANDIDATE ? "candidate"
+						      : choice_name(role_choices, (unsigned)role);
 	return name != NULL ? name : "?";
 }
 
@@ -782,6 +802,7 @@ TDM_API void tdm_config_defaults(struct tdm_config *cfg)
 	cfg->timeout_ms = 1000;
 	cfg->on_timeout = TDM_ON_TIMEOUT_FAIL;
 	cfg->hello_ms = 100;
+	cfg->failover_timeout_ms = TDM_FAILOVER_TIMEOUT_MS_DEFAULT;
 	cfg->apply_workers = 2;
 	cfg->apply_batch = 256;
 }
@@ -911,9 +932,10 @@ static int check_required(const struct tdm_config *cfg)
 	if (cfg->data_dir[0] == '\0')
 		return BAD(cfg, "[node] data_dir is not set: write data_dir = a directory for the "
 			   "log, snapshot and status file");
-	if (cfg->role != TDM_ROLE_PRIMARY && cfg->role != TDM_ROLE_REPLICA)
-		return BAD(cfg, "[node] role = %d: unknown role; write primary or replica",
-			   (int)cfg->role);
+	if (cfg->role != TDM_ROLE_PRIMARY && cfg->role != TDM_ROLE_REPLICA &&
+	    cfg->role != TDM_ROLE_WITNESS)
+		return BAD(cfg, "[node] role = %d: unknown role; write primary, replica or "
+			   "witness", (int)cfg->role);
 	return 0;
 }
 
@@ -958,21 +980,30 @@ static bool is_peer(const struct tdm_config *cfg, uint16_t id)
 static int check_replication(const struct tdm_config *cfg)
 {
 	bool primary = cfg->role == TDM_ROLE_PRIMARY;
+	int data_peers = 0;
 
-	if (!primary && cfg->primary_id == 0)
-		return BAD(cfg, "[node] primary is not set: a replica needs primary = the "
-			   "primary's node id, one of its [peer.N]");
-	if (!primary && !is_peer(cfg, cfg->primary_id))
+	for (int i = 0; i < cfg->n_peers; i++)
+		data_peers += !cfg->peers[i].witness;
+	if (cfg->role == TDM_ROLE_REPLICA && cfg->primary_id != 0 &&
+	    !is_peer(cfg, cfg->primary_id))
 		return BAD(cfg, "[node] primary = %u: not a configured peer; add a [peer.%u] "
 			   "section or fix the id", cfg->primary_id, cfg->primary_id);
+	for (int i = 0; i < cfg->n_peers; i++)
+		if (cfg->peers[i].id == cfg->primary_id && cfg->peers[i].witness)
+			return BAD(cfg, "[node] primary = %u: that peer is a witness, which keeps no "
+				   "data; name a data node", cfg->primary_id);
 	if (primary && cfg->primary_id != 0 && cfg->primary_id != cfg->node_id)
 		return BAD(cfg, "[node] primary = %u: this node is the primary; remove primary, "
 			   "or set role = replica", cfg->primary_id);
-	if (primary && cfg->level >= TDM_LEVEL_RECEIVED && cfg->quorum > cfg->n_peers)
+	if (cfg->role != TDM_ROLE_WITNESS && cfg->level >= TDM_LEVEL_RECEIVED &&
+	    cfg->quorum > data_peers)
 		return BAD(cfg, "[replication] quorum = %d: level %s needs that many replicas but "
-			   "%d %s configured; lower quorum or add [peer.N] sections", cfg->quorum,
-			   tdm_level_name(cfg->level), cfg->n_peers,
-			   cfg->n_peers == 1 ? "is" : "are");
+			   "%d %s configured (witnesses keep no data); lower quorum or add "
+			   "[peer.N] sections", cfg->quorum, tdm_level_name(cfg->level), data_peers,
+			   data_peers == 1 ? "is" : "are");
+	if (cfg->failover_timeout_ms == 1)
+		return BAD(cfg, "[replication] failover_timeout_ms = 1: too short for heartbeats; "
+			   "write 0 (no automatic failover) or 2..600000");
 	if (cfg->retention_cap != 0 && cfg->retention_cap < 2 * cfg->segment_size)
 		return BAD(cfg, "[log] retention_cap = %" PRIu64 ": less than two segments; write "
 			   "0 (keep all) or at least 2 * segment_size", cfg->retention_cap);

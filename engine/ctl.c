@@ -4,8 +4,13 @@
  * per connection; requests are tiny and rare, so the short blocking read is bounded by a
  * receive timeout.
  *
- * Request:  u32 op (1 get, 2 digest), u32 key length, key bytes.
- * Response: i32 code, u32 value length, u64 digest, u64 applied, u64 keys, value bytes.
+ * Request:  u32 op, u32 argument length, argument bytes. Ops: 1 get (the key), 2 digest,
+ *           3 switchover (u16 target node), 4 promote (u8 force), 5 cut (u16 peer, 0 = every
+ *           peer; u8 1 cut, 0 heal: fault injection for tests and demos), 6 get many
+ *           (repeated u16 key length + key; at most CTL_MANY_MAX bytes).
+ * Response: i32 code, u32 value length, u64 digest, u64 applied, u64 keys, value bytes (get:
+ *           the value; switchover/promote/cut failures: the error message; get many: per
+ *           key i32 code, u32 value length, value).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +24,10 @@
 
 #include "engine_pvt.h"
 
-enum { CTL_GET = 1, CTL_DIGEST = 2 };
+enum { CTL_GET = 1, CTL_DIGEST = 2, CTL_SWITCHOVER = 3, CTL_PROMOTE = 4, CTL_CUT = 5,
+       CTL_GET_MANY = 6 };
+
+#define CTL_MANY_MAX (1u << 20) /* bytes of keys in one get-many request */
 
 struct ctl_req {
 	uint32_t op, klen;
@@ -93,20 +101,123 @@ static bool write_full(int fd, const void *buf, size_t len)
 	return true;
 }
 
+/* switchover, promote, cut: @return 0 or an error code (tdm_errmsg says why). */
+static int control(struct tdm_node *n, uint32_t op, const uint8_t *arg, uint32_t len)
+{
+	uint16_t id = 0;
+	int rc;
+
+	if (len >= 2)
+		memcpy(&id, arg, 2);
+	tdm_err_clear();
+	switch (op) {
+	case CTL_SWITCHOVER:
+		return len == 2 ? eng_switchover(n, id) : -EINVAL;
+	case CTL_PROMOTE:
+		return len == 1 ? eng_promote(n, arg[0] != 0) : -EINVAL;
+	case CTL_CUT:
+		if (len != 3)
+			return -EINVAL;
+		for (int i = 0; i < n->cfg.n_peers; i++) {
+			if (id && n->cfg.peers[i].id != id)
+				continue;
+			rc = tdm_dp_cut(tdm_dp_transport(n->dp), n->cfg.peers[i].id, arg[2] != 0);
+			if (rc)
+				return rc;
+		}
+		eng_log(n, "fault injection: link to %s%u %s", id ? "node " : "every peer", id,
+			arg[2] ? "cut" : "healed");
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Get many: answer every key of the request, in order. */
+static void serve_many(struct tdm_node *n, int fd, const uint8_t *req, uint32_t len)
+{
+	struct ctl_resp rs = { 0 };
+	size_t cap = 1u << 16, used = 0;
+	uint8_t *out = malloc(cap);
+
+	for (uint32_t off = 0; out && off + 2 <= len;) {
+		uint16_t klen;
+		int32_t code;
+		uint32_t vlen = 0;
+
+		memcpy(&klen, req + off, 2);
+		off += 2;
+		if (klen > len - off)
+			break;
+		for (;;) {
+			size_t room = cap - used;
+			code = room < 8 ? -ENOBUFS :
+			       tdm_store_get(n->store, req + off, klen, out + used + 8,
+					     (uint32_t)(room - 8), &vlen, NULL, NULL);
+			if (code == 0 && vlen <= room - 8)
+				break;
+			if (code != 0 && code != -ENOBUFS)
+				break;
+			uint8_t *bigger = realloc(out, cap * 2 + vlen + 8);
+			if (!bigger) {
+				free(out);
+				out = NULL;
+				break;
+			}
+			out = bigger;
+			cap = cap * 2 + vlen + 8;
+		}
+		if (!out)
+			break;
+		if (code)
+			vlen = 0;
+		memcpy(out + used, &code, 4);
+		memcpy(out + used + 4, &vlen, 4);
+		used += 8 + vlen;
+		off += klen;
+	}
+	rs.code = out ? 0 : -ENOMEM;
+	rs.vlen = out ? (uint32_t)used : 0;
+	if (write_full(fd, &rs, sizeof(rs)) && rs.vlen)
+		write_full(fd, out, used);
+	free(out);
+}
+
 static void serve(struct tdm_node *n, int fd)
 {
 	struct ctl_req rq;
 	struct ctl_resp rs = { 0 };
-	static uint8_t key[TDM_LOG_MAX_KEY];
+	uint8_t key[TDM_LOG_MAX_KEY];
 	uint8_t *val = NULL;
 
-	if (!read_full(fd, &rq, sizeof(rq)) || rq.klen > TDM_LOG_MAX_KEY ||
-	    !read_full(fd, key, rq.klen))
+	if (!read_full(fd, &rq, sizeof(rq)))
 		return;
-	rs.applied = eng_applied(n);
-	rs.digest = tdm_store_digest(n->store);
-	rs.keys = tdm_store_count(n->store);
-	if (rq.op == CTL_GET) {
+	if (rq.op == CTL_GET_MANY && n->store && rq.klen <= CTL_MANY_MAX) {
+		uint8_t *req = malloc(rq.klen ? rq.klen : 1);
+
+		if (req && read_full(fd, req, rq.klen))
+			serve_many(n, fd, req, rq.klen);
+		free(req);
+		return;
+	}
+	if (rq.klen > TDM_LOG_MAX_KEY || !read_full(fd, key, rq.klen))
+		return;
+	if (n->store) {
+		rs.applied = eng_applied(n);
+		rs.digest = tdm_store_digest(n->store);
+		rs.keys = tdm_store_count(n->store);
+	}
+	if (rq.op >= CTL_SWITCHOVER && rq.op <= CTL_CUT) {
+		const char *msg;
+
+		rs.code = control(n, rq.op, key, rq.klen);
+		msg = rs.code ? tdm_errmsg() : "";
+		rs.vlen = (uint32_t)strlen(msg);
+		val = (uint8_t *)strdup(msg);
+		if (!val)
+			rs.vlen = 0;
+	} else if (!n->store && rq.op == CTL_GET) {
+		rs.code = -ENOTSUP; /* a witness keeps no data */
+	} else if (rq.op == CTL_GET) {
 		uint32_t cap = 4096;
 
 		for (;;) {
@@ -200,6 +311,60 @@ TDM_API int tdm_ctl_get(const char *data_dir, const void *key, uint32_t klen, vo
 		return rc;
 	*vlen = rs.vlen;
 	return rs.code;
+}
+
+/* A control request whose failure message comes back as the value. */
+static int ctl_command(const char *data_dir, uint32_t op, const void *arg, uint32_t len)
+{
+	struct ctl_resp rs;
+	char msg[512];
+	int rc = ctl_call(data_dir, op, arg, len, &rs, msg, sizeof(msg) - 1);
+
+	if (rc)
+		return rc;
+	msg[rs.vlen < sizeof(msg) - 1 ? rs.vlen : sizeof(msg) - 1] = 0;
+	if (rs.code)
+		return TDM_ERR(rs.code, "%s", msg[0] ? msg : tdm_strerror(rs.code));
+	return 0;
+}
+
+TDM_API int tdm_ctl_get_many(const char *data_dir, const void *keys, uint32_t len, void *out,
+			     uint32_t cap, uint32_t *out_len)
+{
+	struct ctl_resp rs;
+	int rc;
+
+	if (len > CTL_MANY_MAX)
+		return TDM_ERR(-E2BIG, "get many: %u bytes of keys, at most %u", len, CTL_MANY_MAX);
+	rc = ctl_call(data_dir, CTL_GET_MANY, keys, len, &rs, out, cap);
+	if (rc)
+		return rc;
+	*out_len = rs.vlen;
+	if (!rs.code && rs.vlen > cap)
+		return TDM_ERR(-ENOBUFS, "get many: the answer has %u bytes, the buffer %u",
+			       rs.vlen, cap);
+	return rs.code;
+}
+
+TDM_API int tdm_ctl_switchover(const char *data_dir, uint16_t to)
+{
+	return ctl_command(data_dir, CTL_SWITCHOVER, &to, sizeof(to));
+}
+
+TDM_API int tdm_ctl_promote(const char *data_dir, bool force)
+{
+	uint8_t f = force;
+
+	return ctl_command(data_dir, CTL_PROMOTE, &f, 1);
+}
+
+TDM_API int tdm_ctl_cut(const char *data_dir, uint16_t peer, bool cut)
+{
+	uint8_t arg[3];
+
+	memcpy(arg, &peer, 2);
+	arg[2] = cut;
+	return ctl_command(data_dir, CTL_CUT, arg, 3);
 }
 
 TDM_API int tdm_ctl_digest(const char *data_dir, uint64_t *digest, uint64_t *applied,

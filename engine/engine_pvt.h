@@ -57,13 +57,19 @@ struct tdm_status_shm {
 	uint8_t closed;             /**< the node closed cleanly */
 	char ring_name[64];         /**< shared-memory ring of the node's log (attach) */
 	char ctl_path[256];         /**< control socket */
-	uint8_t pad0[1024 - 368];
+	uint32_t epoch;             /**< the epoch the node follows (engine writes) */
+	uint8_t fenced;             /**< primary cut off from a majority: writes refused */
+	uint8_t pad1[3];
+	char why_not_writable[120]; /**< fenced / switching over: why writes are refused */
+	uint8_t pad0[1024 - 496];
 	struct tdm_status_slot quorum_pos[3]; /**< received, durable, applied (engine writes) */
 	struct tdm_status_slot alive_ns;      /**< engine's last round, CLOCK_MONOTONIC */
 	struct tdm_status_slot degraded;      /**< non-zero: writes do not wait for the quorum */
 	struct tdm_status_slot timeouts;      /**< waits that timed out (any writer, atomic add) */
 	struct tdm_status_slot degrades;      /**< waits that degraded (any writer, atomic add) */
 	struct tdm_status_slot seq;           /**< sequence lock of `status` (engine writes) */
+	struct tdm_status_slot term;          /**< +1 on every role change: a commit wait that
+	                                           sees it move was not acknowledged */
 	struct tdm_status status;
 };
 _Static_assert(offsetof(struct tdm_status_shm, quorum_pos) == 1024, "status layout");
@@ -110,7 +116,11 @@ enum eng_hello_kind {
 	ENG_HELLO_STREAM = 2,
 	ENG_HELLO_RESYNC = 3,
 	ENG_HELLO_REFUSE = 4,
+	ENG_HELLO_TRUNCATE = 5, /* primary -> replica: cut your log at `from` (records past it
+	                           are not ours: move them aside), then HELLO again */
 };
+
+#define ENG_HELLO_HIST 8 /* newest history entries a replica sends (epoch, start) */
 
 #define ENG_HELLO_NEED_RESYNC 1u /* flags: the replica cannot rebuild its store from its log */
 #define ENG_HELLO_MOVE_ASIDE 2u  /* RESYNC: the replica's log has records the primary lacks */
@@ -126,8 +136,86 @@ struct eng_hello {
 	uint32_t epoch;         /**< reply: the primary's epoch */
 	uint32_t pad;
 	char reason[160];       /**< REFUSE: why, and what to do */
+	uint32_t n_hist;        /**< REQ: entries in hist */
+	uint32_t last_epoch;    /**< REQ: epoch of the replica's log */
+	struct {
+		uint32_t epoch;
+		uint32_t pad;
+		uint64_t start;
+	} hist[ENG_HELLO_HIST]; /**< REQ: the newest entries of its history, oldest first */
 };
-_Static_assert(sizeof(struct eng_hello) == 216, "hello size");
+_Static_assert(sizeof(struct eng_hello) == 352, "hello size");
+
+/*
+ * Elections (election.c). Every node sends a BEAT (in a HELLO frame, kind ENG_MSG_BEAT) to every
+ * peer each beat interval; VOTE_REQUEST frames carry struct eng_vote (kind REQUEST or HANDOFF),
+ * VOTE frames answer (GRANT or DENY). All engine control payloads start with their kind.
+ */
+#define ENG_MSG_BEAT 16u
+
+struct eng_beat {
+	uint32_t kind;        /**< ENG_MSG_BEAT */
+	uint8_t role;         /**< enum tdm_role (candidate included) */
+	uint8_t fenced;
+	uint16_t leader;      /**< the primary it follows (itself when primary; 0 unknown) */
+	uint32_t epoch;       /**< the epoch it follows */
+	uint32_t last_epoch;  /**< epoch of its log's newest EPOCH record */
+	uint64_t end;         /**< end of its log */
+	uint64_t durable;
+};
+
+enum eng_vote_kind {
+	ENG_VOTE_REQUEST = 1, /* candidate -> all: vote for me in epoch */
+	ENG_VOTE_GRANT = 2,
+	ENG_VOTE_DENY = 3,
+	ENG_VOTE_HANDOFF = 4, /* primary -> target of a switchover: start an election now */
+};
+
+#define ENG_VOTE_TRANSFER 1u /* switchover / promote: a live primary does not block the vote */
+#define ENG_VOTE_FORCE 2u    /* promote --force: a shorter log does not block it either */
+
+struct eng_vote {
+	uint32_t kind;        /**< enum eng_vote_kind */
+	uint32_t flags;
+	uint32_t epoch;       /**< the election's epoch */
+	uint32_t last_epoch;  /**< candidate: its log's epoch */
+	uint64_t end;         /**< candidate: its log's end */
+	char reason[120];     /**< DENY: why */
+};
+
+/* A cluster member as this node sees it. */
+struct eng_member {
+	uint16_t id;
+	bool witness;
+	bool granted;          /**< voted for our current candidacy */
+	uint64_t heard_ns;     /**< its last beat (CLOCK_MONOTONIC; 0 never) */
+	struct eng_beat beat;  /**< that beat */
+};
+
+struct eng_election {
+	enum tdm_role role;    /**< now: primary, replica, candidate or witness */
+	uint32_t epoch;        /**< the epoch we follow */
+	uint16_t leader;       /**< its primary (0: unknown) */
+	uint64_t leader_heard_ns; /**< the leader's last live beat (or when we started waiting) */
+	uint32_t voted_epoch;  /**< persisted in DATA_DIR/vote before any vote leaves */
+	uint16_t voted_for;
+	uint32_t cand_epoch;   /**< candidacy */
+	uint32_t cand_flags;
+	uint64_t cand_start_ns, next_try_ns, last_ask_ns;
+	bool fenced;
+	uint64_t last_beat_ns, beat_ns, lease_ns, timeout_ns;
+	int voters, majority;  /**< voting members (us included) and a majority of them */
+	uint64_t elections, won, stale_frames;
+	uint64_t failover_wall_ns, failover_ns; /**< last new primary: when, how long it took */
+	uint32_t seen_epoch;   /**< newest epoch seen in any vote (a candidacy runs above it) */
+	uint16_t handoff_to;   /**< switchover in progress to this node */
+	uint16_t handed_to;    /**< switchover done: HANDOFF resent to it until it leads */
+	uint64_t handed_until, last_handoff_ns;
+	uint64_t handoff_deadline, handoff_tail;
+	char note[160];        /**< why there is no failover / why fenced / last outcome */
+	struct eng_member members[TDM_MAX_PEERS];
+	int n_members;
+};
 
 /* The final record of a snapshot stream (stream 1): a NOOP whose value is this. */
 #define ENG_SNAP_END_MAGIC 0x444e45504153444eull /* "NDSAPEND" */
@@ -219,6 +307,7 @@ struct tdm_node {
 	struct eng_replica replicas[TDM_MAX_PEERS];
 	int n_replicas;
 	struct eng_upstream up;
+	struct eng_election el;
 	/* tail samples (engine thread) */
 	uint64_t *sample_pos, *sample_ns;
 	uint32_t sample_head, sample_count;
@@ -255,6 +344,26 @@ int eng_replica_init(struct tdm_node *n);
 void eng_replica_fini(struct tdm_node *n);
 int eng_replica_do_work(struct tdm_node *n, uint64_t now);
 void eng_replica_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h);
+
+/* election.c */
+int eng_election_init(struct tdm_node *n);
+int eng_election_do_work(struct tdm_node *n, uint64_t now);
+void eng_election_on_beat(struct tdm_node *n, uint16_t src, const struct eng_beat *b);
+void eng_election_on_vote(struct tdm_node *n, uint16_t src, unsigned type,
+			  const struct eng_vote *v);
+/* ctl requests: start a switchover to node `to` / promote this node. @return 0 or an error with
+ * a message. */
+int eng_switchover(struct tdm_node *n, uint16_t to);
+int eng_promote(struct tdm_node *n, bool force);
+bool eng_is_primary(const struct tdm_node *n);
+
+/* replica.c: follow a (new) primary: receivers towards it, HELLO. */
+int eng_replica_follow(struct tdm_node *n, uint16_t leader);
+
+/* node.c: our log's history (malloc'ed; free it) and its number of entries */
+int eng_history(const struct tdm_node *n, struct tdm_log_epoch_start **out);
+/* node.c: rebuild the store from the local snapshot and the log (after a truncation) */
+int eng_rebuild_store(struct tdm_node *n);
 
 /* status.c: the engine's per-round publishing and the status interval */
 void eng_sample_tail(struct tdm_node *n, uint64_t tail, uint64_t now);

@@ -36,7 +36,7 @@ void eng_log(const struct tdm_node *n, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "%s.%03ld tandem node %u (%s): %s\n", when, ts.tv_nsec / 1000000,
-		n->cfg.node_id, tdm_role_name(n->cfg.role), msg);
+		n->cfg.node_id, tdm_role_name(n->el.role ? n->el.role : n->cfg.role), msg);
 }
 
 void eng_snapshot_path(const struct tdm_node *n, char *buf, size_t len)
@@ -109,6 +109,24 @@ int eng_open_log(struct tdm_node *n, uint64_t base)
 	snprintf(n->shm->ring_name, sizeof(n->shm->ring_name), "%s", name);
 	n->self_slot = -1; /* a new log: eng_retain_snapshot registers what a rebuild needs */
 	return 0;
+}
+
+/* The whole history of our log (oldest first, *out malloc'ed, NULL when empty): its count. */
+int eng_history(const struct tdm_node *n, struct tdm_log_epoch_start **out)
+{
+	char dir[400];
+	int k;
+
+	*out = malloc(TDM_LOG_HISTORY_MAX * sizeof(**out));
+	if (!*out)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/log", n->cfg.data_dir);
+	k = tdm_log_history_read(dir, *out, TDM_LOG_HISTORY_MAX);
+	if (k < 0) {
+		eng_log(n, "cannot read the history of our log: %s", tdm_errmsg());
+		k = 0;
+	}
+	return k;
 }
 
 /* Keep the log from the local snapshot's position on: what a restart replays onto it. */
@@ -221,12 +239,13 @@ int eng_write_local_snapshot(struct tdm_node *n)
  * A log that starts after the snapshot (history trimmed, no newer snapshot) cannot rebuild it:
  * a replica then asks its primary for a full resync; a primary refuses to start.
  */
-static int rebuild_store(struct tdm_node *n)
+int eng_rebuild_store(struct tdm_node *n)
 {
 	char path[400];
 	uint64_t pos = 0, start;
 	int rc;
 
+	tdm_store_clear(n->store);
 	eng_snapshot_path(n, path, sizeof(path));
 	rc = tdm_store_snapshot_load(n->store, path, &pos);
 	if (rc && rc != -ENOENT)
@@ -237,7 +256,7 @@ static int rebuild_store(struct tdm_node *n)
 	rc = eng_retain_snapshot(n);
 	if (rc || n->snapshot_pos >= start)
 		return rc;
-	if (n->cfg.role == TDM_ROLE_REPLICA) {
+	if (n->cfg.role == TDM_ROLE_REPLICA || n->cfg.failover_timeout_ms) {
 		eng_log(n, "log starts at %" PRIu64 " but the snapshot is at %" PRIu64 ": asking "
 			"the primary for a full resync", start, n->snapshot_pos);
 		tdm_store_clear(n->store);
@@ -374,41 +393,63 @@ static int engine_agent(void *ctx)
 	uint64_t now = tdm_dp_now_ns();
 	int work;
 
-	work = n->cfg.role == TDM_ROLE_PRIMARY ? eng_primary_do_work(n, now)
-					       : eng_replica_do_work(n, now);
+	work = eng_election_do_work(n, now);
+	if (n->el.role == TDM_ROLE_PRIMARY)
+		work += eng_primary_do_work(n, now);
+	else if (n->log)
+		work += eng_replica_do_work(n, now);
 	if (work < 0)
 		return work;
-	eng_sample_tail(n, tdm_log_tail(n->log), now);
-	eng_publish_positions(n, now);
+	if (n->log) {
+		eng_sample_tail(n, tdm_log_tail(n->log), now);
+		eng_publish_positions(n, now);
+	}
+	eng_store(&n->shm->alive_ns.v, now);
 	if (now - n->last_ctl_ns >= ENG_SLOW_TICK_NS) {
 		n->last_ctl_ns = now;
 		work += eng_ctl_poll(n);
-		check_degraded(n);
 		check_drops(n);
-		check_self_snapshot(n);
+		if (n->log) {
+			check_degraded(n);
+			check_self_snapshot(n);
+		}
 		eng_publish_status(n, now);
 	}
 	return work;
 }
 
+/* Engine control frames: every payload starts with its kind (u32). */
 static void on_control(void *ctx, uint16_t src, unsigned type, uint32_t epoch,
 		       const void *payload, uint32_t len)
 {
 	struct tdm_node *n = ctx;
-	struct eng_hello h;
+	uint32_t kind = 0;
 
-	if (type != TDM_DP_HELLO || len != sizeof(h)) {
-		eng_log(n, "ignored a %s frame of %u bytes from node %u (not a HELLO of this "
-			"version)", tdm_dp_frame_type_name(type), len, src);
-		return;
-	}
-	memcpy(&h, payload, sizeof(h));
-	h.reason[sizeof(h.reason) - 1] = 0;
 	(void)epoch;
-	if (n->cfg.role == TDM_ROLE_PRIMARY)
-		eng_primary_on_hello(n, src, &h);
-	else
-		eng_replica_on_hello(n, src, &h);
+	if (len >= sizeof(kind))
+		memcpy(&kind, payload, sizeof(kind));
+	if (type == TDM_DP_HELLO && kind == ENG_MSG_BEAT && len == sizeof(struct eng_beat)) {
+		struct eng_beat b;
+		memcpy(&b, payload, sizeof(b));
+		eng_election_on_beat(n, src, &b);
+	} else if ((type == TDM_DP_VOTE_REQUEST || type == TDM_DP_VOTE) &&
+		   len == sizeof(struct eng_vote)) {
+		struct eng_vote v;
+		memcpy(&v, payload, sizeof(v));
+		v.reason[sizeof(v.reason) - 1] = 0;
+		eng_election_on_vote(n, src, type, &v);
+	} else if (type == TDM_DP_HELLO && len == sizeof(struct eng_hello) && n->log) {
+		struct eng_hello h;
+		memcpy(&h, payload, sizeof(h));
+		h.reason[sizeof(h.reason) - 1] = 0;
+		if (n->el.role == TDM_ROLE_PRIMARY)
+			eng_primary_on_hello(n, src, &h);
+		else
+			eng_replica_on_hello(n, src, &h);
+	} else {
+		eng_log(n, "ignored a %s frame of %u bytes (kind %u) from node %u: not a message "
+			"of this version", tdm_dp_frame_type_name(type), len, kind, src);
+	}
 }
 
 /* ---- Dataplane ---- */
@@ -457,7 +498,7 @@ static int open_dataplane(struct tdm_node *n)
 		return tdm_err_append(rc, "node %u: opening the dataplane", n->cfg.node_id);
 	snprintf(n->transport, sizeof(n->transport), "%s",
 		 tdm_dp_transport_describe(tdm_dp_transport(n->dp)));
-	tdm_dp_set_epoch(n->dp, tdm_log_epoch(n->log));
+	tdm_dp_set_epoch(n->dp, n->log ? tdm_log_epoch(n->log) : 0);
 	tdm_dp_on_control(n->dp, on_control, n);
 	return 0;
 }
@@ -494,8 +535,23 @@ static int init_status(struct tdm_node *n)
 	s->quorum = n->cfg.quorum;
 	s->level = (uint8_t)n->cfg.level;
 	s->primary_id = n->cfg.role == TDM_ROLE_PRIMARY ? n->cfg.node_id : n->cfg.primary_id;
+	snprintf(s->why_not_writable, sizeof(s->why_not_writable), "it is not the primary");
 	n->shm = s; /* the magic is stored once the node is open: readers wait until then */
 	return 0;
+}
+
+/* A witness keeps no data: status, control socket, dataplane and the engine (votes) only. */
+static int open_witness(struct tdm_node *n)
+{
+	int k = 0;
+	int rc = open_dataplane(n);
+
+	if (!rc)
+		rc = eng_election_init(n);
+	n->agents[k++] = (struct tdm_dp_agent){ "dataplane", tdm_dp_agent_do_work, n->dp };
+	n->agents[k++] = (struct tdm_dp_agent){ "engine", engine_agent, n };
+	n->n_agents = k;
+	return rc ? rc : eng_ctl_open(n);
 }
 
 static int open_parts(struct tdm_node *n)
@@ -504,12 +560,14 @@ static int open_parts(struct tdm_node *n)
 	int rc;
 
 	rc = init_status(n);
+	if (!rc && n->cfg.role == TDM_ROLE_WITNESS)
+		return open_witness(n);
 	if (!rc)
 		rc = eng_open_log(n, 0);
 	if (!rc)
 		rc = tdm_store_create(n->cfg.apply_workers, &n->store);
 	if (!rc)
-		rc = rebuild_store(n);
+		rc = eng_rebuild_store(n);
 	if (!rc)
 		rc = open_dataplane(n);
 	if (rc)
@@ -522,7 +580,7 @@ static int open_parts(struct tdm_node *n)
 			return rc;
 	}
 	init_agents(n);
-	rc = n->cfg.role == TDM_ROLE_PRIMARY ? eng_primary_init(n) : eng_replica_init(n);
+	rc = eng_election_init(n);
 	if (!rc)
 		rc = eng_ctl_open(n);
 	return rc;
@@ -614,9 +672,9 @@ TDM_API void tdm_node_close(struct tdm_node *n)
 	}
 	if (!n->attached) {
 		eng_ctl_close(n);
-		if (n->cfg.role == TDM_ROLE_PRIMARY)
+		if (n->el.role == TDM_ROLE_PRIMARY)
 			eng_primary_fini(n);
-		else
+		else if (n->log)
 			eng_replica_fini(n);
 		eng_stop_apply(n);
 		tdm_dp_destroy(n->dp);

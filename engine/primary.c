@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -29,24 +30,21 @@ static struct eng_replica *find_replica(struct tdm_node *n, uint16_t id)
 	return NULL;
 }
 
+/* Every data peer is a replica of ours (witnesses keep no data); its epoch is begun. */
 int eng_primary_init(struct tdm_node *n)
 {
-	int rc;
-
-	n->n_replicas = n->cfg.n_peers;
+	n->n_replicas = 0;
 	for (int i = 0; i < n->cfg.n_peers; i++) {
-		memset(&n->replicas[i], 0, sizeof(n->replicas[i]));
-		n->replicas[i].id = n->cfg.peers[i].id;
-		n->replicas[i].state = TDM_PEER_DOWN;
-		n->replicas[i].log_slot = -1;
+		struct eng_replica *r = &n->replicas[n->n_replicas];
+
+		if (n->cfg.peers[i].witness)
+			continue;
+		memset(r, 0, sizeof(*r));
+		r->id = n->cfg.peers[i].id;
+		r->state = TDM_PEER_DOWN;
+		r->log_slot = -1;
+		n->n_replicas++;
 	}
-	if (tdm_log_epoch(n->log) == 0) {
-		rc = tdm_log_begin_epoch(n->log, 1, eng_wall_ns());
-		if (rc)
-			return tdm_err_append(rc, "node %u: starting epoch 1", n->cfg.node_id);
-	}
-	tdm_dp_set_epoch(n->dp, tdm_log_epoch(n->log));
-	n->shm->primary_id = n->cfg.node_id;
 	return 0;
 }
 
@@ -56,7 +54,7 @@ static void reply(struct tdm_node *n, uint16_t to, uint32_t kind, uint32_t flags
 	struct eng_hello h = {
 		.kind = kind, .flags = flags, .log_start = tdm_log_start(n->log),
 		.log_end = tdm_log_tail(n->log), .segment_size = n->cfg.segment_size,
-		.from = from, .snap_pos = snap_pos, .epoch = tdm_log_epoch(n->log),
+		.from = from, .snap_pos = snap_pos, .epoch = n->el.epoch,
 	};
 
 	if (reason)
@@ -235,10 +233,45 @@ static void refuse(struct tdm_node *n, struct eng_replica *r, const char *why)
 	reply(n, r->id, ENG_HELLO_REFUSE, 0, 0, 0, why);
 }
 
+/*
+ * Where the replica's log stops agreeing with ours. The newest epoch both histories hold (same
+ * epoch, same start) is shared up to where the first of the two logs leaves it: the next epoch
+ * in either history, or either log's end. A replica without history (it never saw an EPOCH
+ * record: fresh, or restarted at a resync's base) holds a prefix of ours. *known = false: no
+ * common epoch among those it sent (then only a full resync helps).
+ */
+static uint64_t agreed_end(struct tdm_node *n, const struct eng_hello *h, uint64_t tail,
+			   bool *known)
+{
+	struct tdm_log_epoch_start *ours;
+	int k;
+
+	*known = true;
+	if (h->n_hist == 0 || h->n_hist > ENG_HELLO_HIST)
+		return h->log_end < tail ? h->log_end : tail;
+	k = eng_history(n, &ours);
+	for (int i = (int)h->n_hist - 1; i >= 0; i--) {
+		for (int j = 0; j < k; j++) {
+			uint64_t theirs_end, ours_end;
+
+			if (ours[j].epoch != h->hist[i].epoch || ours[j].start != h->hist[i].start)
+				continue;
+			theirs_end = i + 1 < (int)h->n_hist ? h->hist[i + 1].start : h->log_end;
+			ours_end = j + 1 < k ? ours[j + 1].start : tail;
+			free(ours);
+			return theirs_end < ours_end ? theirs_end : ours_end;
+		}
+	}
+	free(ours);
+	*known = false;
+	return 0;
+}
+
 void eng_primary_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h)
 {
 	struct eng_replica *r = find_replica(n, src);
-	uint64_t start = tdm_log_start(n->log), tail = tdm_log_tail(n->log);
+	uint64_t start = tdm_log_start(n->log), tail = tdm_log_tail(n->log), div;
+	bool known;
 	char why[160];
 
 	if (!r || h->kind != ENG_HELLO_REQ) {
@@ -263,8 +296,17 @@ void eng_primary_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hel
 		      r->snap_base, r->snap_pos, NULL);
 		return;
 	}
-	if ((h->flags & ENG_HELLO_NEED_RESYNC) || h->log_end < start || h->log_end > tail) {
-		begin_resync(n, r, h->log_end, h->log_end > tail);
+	div = agreed_end(n, h, tail, &known);
+	if (known && div < h->log_end && div >= start && !(h->flags & ENG_HELLO_NEED_RESYNC)) {
+		eng_log(n, "replica %u: its log has records past %" PRIu64 " that are not ours "
+			"(it ends at %" PRIu64 ", epoch %u): it moves them aside and cuts its log "
+			"there", r->id, div, h->log_end, h->last_epoch);
+		reply(n, r->id, ENG_HELLO_TRUNCATE, 0, div, 0, NULL);
+		return;
+	}
+	if (!known || div < h->log_end || (h->flags & ENG_HELLO_NEED_RESYNC) ||
+	    h->log_end < start) {
+		begin_resync(n, r, h->log_end, !known || div < h->log_end);
 		return;
 	}
 	if (stream_from(n, r, h->log_end) == TDM_ERR_TRIMMED)
@@ -311,5 +353,9 @@ void eng_primary_fini(struct tdm_node *n)
 		r->sender = NULL;
 		if (n->dp)
 			end_resync(n, r);
+		if (r->log_slot >= 0 && n->log)
+			tdm_log_peer_remove(n->log, r->log_slot);
+		r->log_slot = -1;
 	}
+	n->n_replicas = 0;
 }

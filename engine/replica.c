@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,7 +32,7 @@ static int add_receiver(struct tdm_node *n, uint32_t stream, uint64_t from,
 	struct tdm_dp_receiver_config rc;
 
 	tdm_dp_receiver_config_defaults(&rc);
-	rc.peer = n->cfg.primary_id;
+	rc.peer = n->el.leader;
 	rc.stream = stream;
 	rc.from = from;
 	if (stream == ENG_STREAM_LOG) {
@@ -49,9 +50,32 @@ int eng_replica_init(struct tdm_node *n)
 
 	memset(&n->up, 0, sizeof(n->up));
 	n->up.flags = need;
-	n->up.state = TDM_PEER_CONNECTING;
-	n->shm->primary_id = n->cfg.primary_id;
-	return add_receiver(n, ENG_STREAM_LOG, tdm_log_tail(n->log), &n->up.receiver);
+	n->up.state = TDM_PEER_DOWN;
+	return n->el.leader ? eng_replica_follow(n, n->el.leader) : 0;
+}
+
+static void send_hello(struct tdm_node *n, uint64_t now);
+
+/* Stream from `leader` (a new primary, or the first one): our log continues at its tail. A
+ * resync in progress starts over with the new primary. */
+int eng_replica_follow(struct tdm_node *n, uint16_t leader)
+{
+	struct eng_upstream *u = &n->up;
+	int rc;
+
+	eng_replica_fini(n);
+	if (u->state == TDM_PEER_RESYNC) {
+		tdm_store_clear(n->store);
+		u->flags |= ENG_HELLO_NEED_RESYNC;
+	}
+	u->state = TDM_PEER_CONNECTING;
+	u->refused[0] = 0;
+	u->snap_done = false;
+	rc = add_receiver(n, ENG_STREAM_LOG, tdm_log_tail(n->log), &u->receiver);
+	if (rc)
+		return tdm_err_append(rc, "node %u: following primary %u", n->cfg.node_id, leader);
+	send_hello(n, tdm_dp_now_ns());
+	return 0;
 }
 
 void eng_replica_fini(struct tdm_node *n)
@@ -65,14 +89,24 @@ void eng_replica_fini(struct tdm_node *n)
 
 static void send_hello(struct tdm_node *n, uint64_t now)
 {
+	struct tdm_log_epoch_start *hist;
 	struct eng_hello h = {
 		.kind = ENG_HELLO_REQ, .flags = n->up.flags,
 		.log_start = tdm_log_start(n->log), .log_end = tdm_log_tail(n->log),
-		.segment_size = n->cfg.segment_size,
+		.segment_size = n->cfg.segment_size, .last_epoch = tdm_log_epoch(n->log),
 	};
+	int k = eng_history(n, &hist);
 
+	/* The newest history entries: the primary finds where our logs stop agreeing. */
+	for (int i = k > ENG_HELLO_HIST ? k - ENG_HELLO_HIST : 0; i < k; i++) {
+		h.hist[h.n_hist].epoch = hist[i].epoch;
+		h.hist[h.n_hist].start = hist[i].start;
+		h.n_hist++;
+	}
+	free(hist);
 	n->up.hello_sent_ns = now;
-	tdm_dp_send_control(n->dp, n->cfg.primary_id, TDM_DP_HELLO, &h, sizeof(h));
+	if (n->el.leader)
+		tdm_dp_send_control(n->dp, n->el.leader, TDM_DP_HELLO, &h, sizeof(h));
 }
 
 /* Snapshot records (stream 1) go straight into the store: apply is stopped during a resync. */
@@ -98,7 +132,7 @@ static void start_resync(struct tdm_node *n, const struct eng_hello *h)
 	int err;
 
 	eng_log(n, "primary %u sends a full resync: snapshot at %" PRIu64 ", then its log from %"
-		PRIu64 " (our log ends at %" PRIu64 ")", n->cfg.primary_id, h->snap_pos, h->from,
+		PRIu64 " (our log ends at %" PRIu64 ")", n->el.leader, h->snap_pos, h->from,
 		tdm_log_tail(n->log));
 	eng_stop_apply(n);
 	if (n->up.receiver)
@@ -181,11 +215,61 @@ static int finish_resync(struct tdm_node *n, uint64_t now)
 	return 1;
 }
 
+/*
+ * Our log has records the primary does not (we were a primary whose last writes never reached
+ * the others): move them aside to a file, cut the log where it stops agreeing, rebuild the
+ * store without them, and say HELLO again.
+ */
+static void truncate_divergent(struct tdm_node *n, const struct eng_hello *h)
+{
+	uint64_t tail = tdm_log_tail(n->log), now = tdm_dp_now_ns();
+	char side[400], snap[400], aside[440];
+	int rc;
+
+	if (h->from >= tail || h->from < tdm_log_start(n->log))
+		return; /* an answer to an older HELLO */
+	snprintf(side, sizeof(side), "%s/diverged-e%u-%" PRIu64 ".records", n->cfg.data_dir,
+		 tdm_log_epoch(n->log), h->from);
+	eng_stop_apply(n);
+	eng_replica_fini(n);
+	rc = tdm_log_truncate(n->log, h->from, side);
+	if (rc) {
+		eng_log(n, "cannot move our divergent records aside: %s: %s; asking for a full "
+			"resync instead", tdm_strerror(rc), tdm_errmsg());
+		n->up.flags |= ENG_HELLO_NEED_RESYNC;
+		tdm_store_clear(n->store);
+	} else {
+		eng_log(n, "primary %u: our log diverged at %" PRIu64 "; records %" PRIu64 "..%"
+			PRIu64 " moved aside to %s (tandemctl log dump %s shows them), log cut there",
+			n->el.leader, h->from, h->from, tail, side, side);
+		if (n->snapshot_pos > h->from) {
+			/* The local snapshot holds divergent writes: keep it aside too. */
+			eng_snapshot_path(n, snap, sizeof(snap));
+			snprintf(aside, sizeof(aside), "%s.diverged-%" PRIu64, snap, h->from);
+			rename(snap, aside);
+			eng_log(n, "our snapshot at %" PRIu64 " is past the cut: moved to %s; asking "
+				"for a full resync", n->snapshot_pos, aside);
+			n->snapshot_pos = 0;
+			n->up.flags |= ENG_HELLO_NEED_RESYNC;
+			tdm_store_clear(n->store);
+		} else if ((rc = eng_rebuild_store(n)) != 0) {
+			eng_log(n, "rebuilding the store after the cut: %s", tdm_errmsg());
+		}
+	}
+	if (!(n->up.flags & ENG_HELLO_NEED_RESYNC) && !n->apply &&
+	    (rc = eng_start_apply(n, n->snapshot_pos)) != 0)
+		eng_log(n, "restarting apply: %s", tdm_errmsg());
+	n->up.state = TDM_PEER_CONNECTING;
+	if (add_receiver(n, ENG_STREAM_LOG, tdm_log_tail(n->log), &n->up.receiver) != 0)
+		eng_log(n, "cannot receive from primary %u: %s", n->el.leader, tdm_errmsg());
+	send_hello(n, now);
+}
+
 void eng_replica_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h)
 {
-	if (src != n->cfg.primary_id) {
+	if (src != n->el.leader) {
 		eng_log(n, "ignored a HELLO from node %u: our primary is node %u", src,
-			n->cfg.primary_id);
+			n->el.leader);
 		return;
 	}
 	if (h->epoch > n->up.epoch) {
@@ -200,6 +284,10 @@ void eng_replica_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hel
 			eng_log(n, "streaming from primary %u at position %" PRIu64, src, h->from);
 		n->up.state = TDM_PEER_STREAMING;
 		n->up.refused[0] = 0;
+		return;
+	case ENG_HELLO_TRUNCATE:
+		if (n->up.state != TDM_PEER_RESYNC)
+			truncate_divergent(n, h);
 		return;
 	case ENG_HELLO_RESYNC:
 		if (n->up.state != TDM_PEER_RESYNC)
@@ -221,7 +309,7 @@ int eng_replica_do_work(struct tdm_node *n, uint64_t now)
 	struct eng_upstream *u = &n->up;
 	struct tdm_dp_receiver_stats rs;
 
-	switch (u->state) {
+	switch (n->el.leader && (u->receiver || u->snap_receiver) ? u->state : TDM_PEER_DOWN) {
 	case TDM_PEER_CONNECTING:
 		if (now - u->hello_sent_ns >= n->cfg.hello_ms * 1000000ull)
 			send_hello(n, now);
@@ -239,7 +327,7 @@ int eng_replica_do_work(struct tdm_node *n, uint64_t now)
 		if (now - rs.last_heard_ns > PRIMARY_SILENT_NS &&
 		    now - u->hello_sent_ns > PRIMARY_SILENT_NS) {
 			eng_log(n, "primary %u silent for %" PRIu64 " ms: reconnecting",
-				n->cfg.primary_id, (now - rs.last_heard_ns) / 1000000);
+				n->el.leader, (now - rs.last_heard_ns) / 1000000);
 			u->state = TDM_PEER_CONNECTING;
 			send_hello(n, now);
 		}

@@ -171,13 +171,12 @@ void eng_publish_positions(struct tdm_node *n, uint64_t now)
 		eng_replica_positions(&ss, &rcv[m], &dur[m], &app[m]);
 		m++;
 	}
-	if (n->cfg.role == TDM_ROLE_PRIMARY) {
+	if (n->el.role == TDM_ROLE_PRIMARY) {
 		/* pairs with the acquire in commit waits */
 		eng_store(&n->shm->quorum_pos[0].v, kth_highest(rcv, m, n->cfg.quorum));
 		eng_store(&n->shm->quorum_pos[1].v, kth_highest(dur, m, n->cfg.quorum));
 		eng_store(&n->shm->quorum_pos[2].v, kth_highest(app, m, n->cfg.quorum));
 	}
-	eng_store(&n->shm->alive_ns.v, now);
 }
 
 /* ---- Every status interval: the whole status ---- */
@@ -223,18 +222,66 @@ static void upstream_status(struct tdm_node *n, struct tdm_status *st, uint64_t 
 	st->replica_state = (uint8_t)n->up.state;
 	st->n_peers = 1;
 	memset(p, 0, sizeof(*p));
-	p->node_id = n->cfg.primary_id;
+	p->node_id = n->el.leader;
 	p->state = (uint8_t)n->up.state;
 	p->resyncs = n->up.resyncs;
 	if (n->up.receiver)
 		tdm_dp_receiver_stats(n->up.receiver, &rs);
-	p->link_up = tdm_dp_link_up(tdm_dp_transport(n->dp), n->cfg.primary_id) &&
+	p->link_up = tdm_dp_link_up(tdm_dp_transport(n->dp), n->el.leader) &&
 		     rs.last_heard_ns && now - rs.last_heard_ns < 500000000ull;
 	p->sent = rs.sender_sent;
 	p->received = rs.received;
 	p->durable = st->durable;
 	p->applied = st->applied;
 	p->last_heard_ns = rs.last_heard_ns;
+}
+
+/* What the member's heartbeats say, into its row (and a row for members that are not replicas
+ * or upstream: witnesses, other replicas). */
+static void member_status(const struct tdm_node *n, struct tdm_status *st, uint64_t now)
+{
+	for (int i = 0; i < n->el.n_members; i++) {
+		const struct eng_member *m = &n->el.members[i];
+		struct tdm_peer_status *p = NULL;
+
+		for (int j = 0; j < st->n_peers; j++)
+			if (st->peers[j].node_id == m->id)
+				p = &st->peers[j];
+		if (!p) {
+			if (st->n_peers >= TDM_MAX_PEERS)
+				continue;
+			p = &st->peers[st->n_peers++];
+			memset(p, 0, sizeof(*p));
+			p->node_id = m->id;
+			p->link_up = tdm_dp_link_up(tdm_dp_transport(n->dp), m->id) &&
+				     m->heard_ns && now - m->heard_ns < n->el.timeout_ns;
+		}
+		p->witness = m->witness;
+		p->role = m->beat.kind ? m->beat.role : 0;
+		p->fenced = m->beat.fenced;
+		p->epoch = m->beat.epoch;
+		p->log_end = m->beat.end;
+		p->beat_age_ns = m->beat.kind ? now - m->heard_ns : UINT64_MAX;
+	}
+}
+
+static void failover_status(const struct tdm_node *n, struct tdm_status *st,
+			    const struct tdm_dp_stats *ds)
+{
+	const struct eng_election *e = &n->el;
+
+	st->role = (uint8_t)e->role;
+	st->epoch = e->epoch;
+	st->primary_id = e->leader;
+	st->fenced = e->fenced;
+	st->failover_timeout_ms = n->cfg.failover_timeout_ms;
+	st->voted_epoch = e->voted_epoch;
+	st->elections = e->elections;
+	st->elections_won = e->won;
+	st->last_failover_ns = e->failover_wall_ns;
+	st->last_failover_duration_ns = e->failover_ns;
+	st->frames_stale_epoch = ds->drops[TDM_DP_DROP_EPOCH] + e->stale_frames;
+	snprintf(st->failover_note, sizeof(st->failover_note), "%s", e->note);
 }
 
 void eng_publish_status(struct tdm_node *n, uint64_t now)
@@ -248,51 +295,53 @@ void eng_publish_status(struct tdm_node *n, uint64_t now)
 		return;
 	dt = n->last_status_ns ? now - n->last_status_ns : 0;
 	n->last_status_ns = now;
-	tail = tdm_log_tail(n->log);
 	st->node_id = n->cfg.node_id;
-	st->role = (uint8_t)n->cfg.role;
 	st->degraded = eng_load(&n->shm->degraded.v) != 0;
-	st->epoch = tdm_log_epoch(n->log) > n->up.epoch ? tdm_log_epoch(n->log) : n->up.epoch;
-	st->primary_id = n->shm->primary_id;
 	st->pid = getpid();
 	snprintf(st->transport, sizeof(st->transport), "%s", n->transport);
 	snprintf(st->ring, sizeof(st->ring), "%s", n->shm->ring_name);
 	snprintf(st->level, sizeof(st->level), "%s", tdm_level_name(n->cfg.level));
 	st->quorum = n->cfg.quorum;
-	st->log_start = tdm_log_start(n->log);
-	st->tail = tail;
-	st->durable = tdm_log_durable(n->log);
-	st->applied = eng_applied(n);
-	memset(&as, 0, sizeof(as));
-	if (n->apply)
-		tdm_apply_stats(n->apply, &as);
-	if (dt) {
-		st->bytes_per_s = (tail - n->last_bytes_tail) * 1000000000ull / dt;
-		st->writes_per_s = as.records >= n->last_records ?
-			(as.records - n->last_records) * 1000000000ull / dt : 0;
-	}
-	n->last_bytes_tail = tail;
-	n->last_records = as.records;
-	st->keys = tdm_store_count(n->store);
-	st->store_bytes = tdm_store_data_bytes(n->store);
-	st->digest = tdm_store_digest(n->store);
-	st->timeouts = __atomic_load_n(&n->shm->timeouts.v, __ATOMIC_RELAXED);
-	st->degrades = __atomic_load_n(&n->shm->degrades.v, __ATOMIC_RELAXED);
-	st->resyncs = n->resyncs;
 	tdm_dp_stats(n->dp, &ds);
+	failover_status(n, st, &ds);
 	st->frames_bad_cluster = ds.drops[TDM_DP_DROP_CLUSTER];
 	st->frames_dropped = 0;
 	for (int i = 0; i < TDM_DP_DROP_REASONS; i++)
 		st->frames_dropped += ds.drops[i];
 	st->uptime_ns = now - n->open_ns;
 	st->updated_ns = eng_wall_ns();
-	if (n->cfg.role == TDM_ROLE_PRIMARY) {
-		st->n_peers = n->n_replicas;
-		for (int i = 0; i < n->n_replicas; i++)
-			peer_status(n, &n->replicas[i], &st->peers[i], now, dt);
-	} else {
-		upstream_status(n, st, now);
+	st->n_peers = 0;
+	if (n->log) {
+		tail = tdm_log_tail(n->log);
+		st->log_start = tdm_log_start(n->log);
+		st->tail = tail;
+		st->durable = tdm_log_durable(n->log);
+		st->applied = eng_applied(n);
+		memset(&as, 0, sizeof(as));
+		if (n->apply)
+			tdm_apply_stats(n->apply, &as);
+		if (dt) {
+			st->bytes_per_s = (tail - n->last_bytes_tail) * 1000000000ull / dt;
+			st->writes_per_s = as.records >= n->last_records ?
+				(as.records - n->last_records) * 1000000000ull / dt : 0;
+		}
+		n->last_bytes_tail = tail;
+		n->last_records = as.records;
+		st->keys = tdm_store_count(n->store);
+		st->store_bytes = tdm_store_data_bytes(n->store);
+		st->digest = tdm_store_digest(n->store);
+		st->timeouts = __atomic_load_n(&n->shm->timeouts.v, __ATOMIC_RELAXED);
+		st->degrades = __atomic_load_n(&n->shm->degrades.v, __ATOMIC_RELAXED);
+		st->resyncs = n->resyncs;
+		if (n->el.role == TDM_ROLE_PRIMARY) {
+			st->n_peers = n->n_replicas;
+			for (int i = 0; i < n->n_replicas; i++)
+				peer_status(n, &n->replicas[i], &st->peers[i], now, dt);
+		} else if (n->el.leader) {
+			upstream_status(n, st, now);
+		}
 	}
+	member_status(n, st, now);
 	eng_status_publish(n->shm, st);
 }
 

@@ -36,9 +36,14 @@
 /* ---- Configuration (INI file: see README "Configuration"; parsed by engine/config.c) ---- */
 
 enum tdm_role {
-	TDM_ROLE_PRIMARY = 1, /**< takes writes, streams them to every replica */
-	TDM_ROLE_REPLICA = 2, /**< read-only copy of the primary */
+	TDM_ROLE_PRIMARY = 1,   /**< takes writes, streams them to every replica */
+	TDM_ROLE_REPLICA = 2,   /**< read-only copy of the primary */
+	TDM_ROLE_WITNESS = 3,   /**< keeps no data: votes in elections (two data nodes + witness) */
+	TDM_ROLE_CANDIDATE = 4, /**< status only: a replica asking for votes */
 };
+
+/** Default [replication] failover_timeout_ms (README "Failover" says why). */
+#define TDM_FAILOVER_TIMEOUT_MS_DEFAULT 1000u
 
 enum tdm_level {
 	TDM_LEVEL_MEMORY = 0,
@@ -63,6 +68,7 @@ struct tdm_peer_config {
 	uint16_t port;        /**< UDP port (udp: where it listens; dpdk: checked in frames) */
 	uint8_t mac[6];       /**< dpdk: its MAC; zero = broadcast (memif, veth) */
 	uint16_t dpdk_port;   /**< dpdk: index of the ethdev that reaches it */
+	bool witness;         /**< a witness: votes, keeps no data, never primary */
 };
 
 struct tdm_config {
@@ -96,6 +102,7 @@ struct tdm_config {
 	uint64_t timeout_ms;      /**< commit wait timeout */
 	enum tdm_on_timeout on_timeout;
 	uint64_t hello_ms;        /**< replica: resend HELLO this often until the primary answers */
+	uint64_t failover_timeout_ms; /**< no live primary this long: election; 0 = never */
 	/* [apply] */
 	int apply_workers;        /**< 1..TDM_APPLY_MAX_WORKERS */
 	uint32_t apply_batch;     /**< records per apply step */
@@ -218,15 +225,23 @@ struct tdm_peer_status {
 	uint64_t resyncs;         /**< full resyncs of this replica */
 	uint64_t rewinds, retransmit_bytes, naks;
 	uint64_t last_heard_ns;   /**< CLOCK_MONOTONIC */
+	/* from its heartbeats (every member, witnesses included) */
+	uint8_t role;             /**< enum tdm_role it announces (0: never heard) */
+	uint8_t witness;
+	uint8_t fenced;
+	uint32_t epoch;           /**< the epoch it follows */
+	uint64_t log_end;         /**< where its log ends */
+	uint64_t beat_age_ns;     /**< since its last heartbeat (UINT64_MAX: never) */
 };
 
 struct tdm_status {
 	uint16_t node_id;
 	uint8_t role;             /**< enum tdm_role */
 	uint8_t degraded;         /**< writes are not waiting for the quorum (policy degrade) */
-	uint32_t epoch;
-	uint16_t primary_id;
+	uint32_t epoch;           /**< the epoch this node follows */
+	uint16_t primary_id;      /**< the leader: the primary of that epoch (0: unknown) */
 	uint8_t replica_state;    /**< replica: its own enum tdm_peer_state towards the primary */
+	uint8_t fenced;           /**< primary refusing writes: no majority heard within its lease */
 	int32_t pid;
 	char transport[48];       /**< "dpdk/net_memif", "udp", ... */
 	char ring[64];            /**< the log's shared-memory ring: /dev/shm/<ring> (resync
@@ -239,6 +254,17 @@ struct tdm_status {
 	uint64_t timeouts, degrades, resyncs;        /**< commit waits that timed out / degraded;
 	                                                  full resyncs (served or received) */
 	uint64_t frames_bad_cluster, frames_dropped; /**< dataplane drops (another cluster; all) */
+	uint64_t frames_stale_epoch;  /**< frames of an older epoch refused (data and heartbeats) */
+	/* failover */
+	uint64_t failover_timeout_ms; /**< 0: no automatic failover */
+	uint32_t voted_epoch;         /**< the newest epoch this node voted in */
+	uint64_t elections;           /**< elections this node ran */
+	uint64_t elections_won;
+	uint64_t last_failover_ns;    /**< CLOCK_REALTIME when this node last saw a new primary
+	                                   take over (0: never) */
+	uint64_t last_failover_duration_ns; /**< from the old primary's last heartbeat to then */
+	char failover_note[160];      /**< why there is no failover, why fenced, or the last
+	                                   election's outcome */
 	uint64_t uptime_ns;
 	uint64_t updated_ns;      /**< CLOCK_REALTIME (ns since the epoch) when the node published
 	                               this status; 0 = unknown. tandemctl shows it for a node
@@ -261,5 +287,40 @@ int tdm_status_read(const char *data_dir, struct tdm_status *out);
 int tdm_ctl_get(const char *data_dir, const void *key, uint32_t klen, void *buf, uint32_t cap,
 		uint32_t *vlen);
 int tdm_ctl_digest(const char *data_dir, uint64_t *digest, uint64_t *applied, uint64_t *keys);
+
+/**
+ * Many point reads in one request (verifying many keys quickly): keys is a sequence of
+ * (u16 key length, key bytes), at most 1 MiB; out receives, per key and in order, i32 code
+ * (0, TDM_ERR_NOT_FOUND, ...), u32 value length, value bytes. @return 0; -ENOBUFS cap too small
+ * (*out_len says how much is needed); -E2BIG; errors of tdm_ctl_get.
+ */
+int tdm_ctl_get_many(const char *data_dir, const void *keys, uint32_t len, void *out,
+		     uint32_t cap, uint32_t *out_len);
+
+/**
+ * Planned switchover (ask the primary at data_dir): it stops taking writes, waits until node
+ * `to` has received its whole log, steps down and lets `to` win an election at once. Nothing
+ * acknowledged at any level is lost. Returns when the handover has started; the status shows
+ * when it is done (or abandoned, with why). @return 0; TDM_ERR_NOT_PRIMARY (message names the
+ * primary); -EINVAL not a data node; -EAGAIN the target is not streaming; -EBUSY in progress.
+ */
+int tdm_ctl_switchover(const char *data_dir, uint16_t to);
+
+/**
+ * Manual failover: the node at data_dir runs an election now, even if the primary is alive
+ * (the primary steps down if it votes for it). Refused (-EPERM, message names the node) while
+ * a reachable node has a more complete log, which the promotion would lose; force overrides.
+ */
+int tdm_ctl_promote(const char *data_dir, bool force);
+
+/** Fault injection: cut (or heal) the node's links to peer (0: every peer), both directions. */
+int tdm_ctl_cut(const char *data_dir, uint16_t peer, bool cut);
+
+/**
+ * Who is primary, as the node (attached or in-process) knows it: *primary 0 when unknown,
+ * *epoch the epoch it follows. Writers that get TDM_ERR_NOT_PRIMARY ask this to follow a
+ * failover (tandem-load --follow). @return 0, or TDM_ERR_CLOSED when the node is gone.
+ */
+int tdm_primary(struct tdm_node *n, uint16_t *primary, uint32_t *epoch);
 
 #endif /* TANDEM_H */

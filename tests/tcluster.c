@@ -87,6 +87,18 @@ static void on_term(int sig)
 	raise(sig);
 }
 
+bool tc_is_witness(const struct tc_cluster *c, int i)
+{
+	return c->o.witness && i == c->n - 1;
+}
+
+/* With failover every node knows every other (a full mesh); without it, over dpdk, the star of
+ * memif links: the primary knows every replica, a replica its primary. */
+static bool knows(const struct tc_cluster *c, int i, int p)
+{
+	return p != i && (c->o.failover_ms || !c->dpdk || !i || !p);
+}
+
 static void write_config(struct tc_cluster *c, int i)
 {
 	const struct tc_opts *o = &c->o;
@@ -95,34 +107,37 @@ static void write_config(struct tc_cluster *c, int i)
 	if (!f)
 		return;
 	fprintf(f, "[node]\nid = %d\nrole = %s\ncluster_id = %" PRIu64 "\ndata_dir = %s\n"
-		"threads = 1\nidle = yield\n", i + 1, i ? "replica" : "primary", o->cluster_id,
+		"threads = 1\nidle = yield\n", i + 1,
+		tc_is_witness(c, i) ? "witness" : i ? "replica" : "primary", o->cluster_id,
 		c->data[i]);
-	if (i)
+	if (i && !tc_is_witness(c, i))
 		fprintf(f, "primary = 1\n");
 	fprintf(f, "[log]\nring_size = %" PRIu64 "\nsegment_size = %" PRIu64 "\n"
 		"retention_cap = %" PRIu64 "\n", o->ring_size, o->segment_size, o->retention_cap);
 	fprintf(f, "[dataplane]\nbackend = %s\nfallback = none\naddress = 127.0.0.1:%u\n",
 		tdm_dp_backend_name(o->backend), c->port + i + 1);
 	if (c->dpdk) {
+		int port = 0;
+
 		fprintf(f, "eal_args = --no-huge --no-pci -m 128 --no-shconf --no-telemetry "
 			"--log-level=*:error --file-prefix=tc%d_%d", (int)getpid(), i + 1);
-		for (int r = 1; r < c->n && i == 0; r++)
-			fprintf(f, "\n  --vdev=net_memif%d,role=server,socket=%s/m%d.sock,"
-				"socket-abstract=no", r - 1, c->dir, r + 1);
-		if (i)
-			fprintf(f, "\n  --vdev=net_memif0,role=client,socket=%s/m%d.sock,"
-				"socket-abstract=no", c->dir, i + 1);
+		/* One memif link per pair of nodes that know each other: the lower id serves. */
+		for (int p = 0; p < c->n; p++)
+			if (knows(c, i, p))
+				fprintf(f, "\n  --vdev=net_memif%d,role=%s,socket=%s/m%d-%d.sock,"
+					"socket-abstract=no", port++, i < p ? "server" : "client",
+					c->dir, (i < p ? i : p) + 1, (i < p ? p : i) + 1);
 		fprintf(f, "\n");
 	}
-	for (int p = 0; p < c->n; p++) {
-		if (p == i || (i && p))
-			continue; /* the primary knows every replica; a replica its primary */
-		fprintf(f, "[peer.%d]\naddress = 127.0.0.1:%u\ndpdk_port = %d\n", p + 1,
-			c->port + p + 1, i == 0 ? p - 1 : 0);
+	for (int p = 0, port = 0; p < c->n; p++) {
+		if (!knows(c, i, p))
+			continue;
+		fprintf(f, "[peer.%d]\naddress = 127.0.0.1:%u\ndpdk_port = %d\n%s", p + 1,
+			c->port + p + 1, port++, tc_is_witness(c, p) ? "witness = yes\n" : "");
 	}
 	fprintf(f, "[replication]\nlevel = %s\nquorum = %d\ntimeout_ms = %" PRIu64 "\n"
-		"on_timeout = %s\n[apply]\nworkers = %d\n", o->level, o->quorum, o->timeout_ms,
-		o->on_timeout, o->workers);
+		"on_timeout = %s\nfailover_timeout_ms = %" PRIu64 "\n[apply]\nworkers = %d\n",
+		o->level, o->quorum, o->timeout_ms, o->on_timeout, o->failover_ms, o->workers);
 	fclose(f);
 }
 
@@ -177,6 +192,14 @@ void tc_config_append(struct tc_cluster *c, int i, const char *text)
 	}
 }
 
+static void print_err(struct tc_cluster *c, int i);
+
+void tc_print_logs(struct tc_cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		print_err(c, i);
+}
+
 static void print_err(struct tc_cluster *c, int i)
 {
 	char line[512];
@@ -226,7 +249,8 @@ int tc_start(struct tc_cluster *c, int i, bool wait_streaming)
 			return -1;
 		}
 		if (tdm_status_read(c->data[i], &st) == 0 && st.pid == pid &&
-		    (!i || !wait_streaming || st.replica_state == TDM_PEER_STREAMING))
+		    (!wait_streaming || st.role == TDM_ROLE_PRIMARY || tc_is_witness(c, i) ||
+		     st.replica_state == TDM_PEER_STREAMING))
 			return 0;
 		pause_ms(10);
 	}
@@ -260,6 +284,47 @@ int tc_status(struct tc_cluster *c, int i, struct tdm_status *st)
 	return tdm_status_read(c->data[i], st);
 }
 
+int tc_primary(struct tc_cluster *c, uint32_t *epoch)
+{
+	struct tdm_status st;
+	int best = -1;
+	uint32_t e = 0;
+
+	for (int i = 0; i < c->n; i++)
+		if (c->pid[i] > 0 && tc_status(c, i, &st) == 0 && st.role == TDM_ROLE_PRIMARY &&
+		    !st.fenced && (best < 0 || st.epoch > e)) {
+			best = i;
+			e = st.epoch;
+		}
+	if (epoch)
+		*epoch = e;
+	return best;
+}
+
+int tc_wait_primary(struct tc_cluster *c, uint32_t above)
+{
+	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+		uint32_t e;
+		int p = tc_primary(c, &e);
+
+		if (p >= 0 && e > above)
+			return p;
+		pause_ms(10);
+	}
+	fprintf(stderr, "no primary above epoch %u within %d s\n", above, TC_WAIT_S);
+	tc_print_logs(c);
+	return -1;
+}
+
+int tc_cut(struct tc_cluster *c, int i, int j, bool cut)
+{
+	int rc = tdm_ctl_cut(c->data[i], j < 0 ? 0 : (uint16_t)(j + 1), cut);
+
+	if (rc)
+		fprintf(stderr, "cut on node %d: %s\n", i + 1, tdm_errmsg());
+	return rc;
+}
+
 int tc_wait_caught_up(struct tc_cluster *c)
 {
 	struct tdm_status p, r;
@@ -271,26 +336,26 @@ int tc_wait_caught_up(struct tc_cluster *c)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	since = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	for (int t = 0; t < TC_WAIT_S * 100; t++) {
-		bool all = tc_status(c, 0, &p) == 0 && p.updated_ns > since;
+		int pi = tc_primary(c, NULL);
+		bool all = pi >= 0 && tc_status(c, pi, &p) == 0 && p.updated_ns > since;
 
 		for (int i = 0; all && i < c->n; i++) {
 			uint64_t d, applied, k;
 
-			if (c->pid[i] <= 0)
+			if (c->pid[i] <= 0 || tc_is_witness(c, i))
 				continue;
 			/* the live applied position, not the status file's */
 			all = tc_status(c, i, &r) == 0 &&
-			      (i == 0 || r.replica_state == TDM_PEER_STREAMING) &&
+			      (i == pi || r.replica_state == TDM_PEER_STREAMING) &&
 			      tdm_ctl_digest(c->data[i], &d, &applied, &k) == 0 &&
 			      applied >= p.tail;
 		}
-		if (all && tc_status(c, 0, &r) == 0 && r.tail == p.tail)
+		if (all && tc_status(c, pi, &r) == 0 && r.tail == p.tail)
 			return 0;
 		pause_ms(10);
 	}
 	fprintf(stderr, "replicas did not catch up within %d s\n", TC_WAIT_S);
-	for (int i = 0; i < c->n; i++)
-		print_err(c, i);
+	tc_print_logs(c);
 	return -1;
 }
 

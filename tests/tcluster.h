@@ -32,13 +32,16 @@ struct tc_opts {
 	uint64_t retention_cap;    /**< 0 = none */
 	int workers;               /**< 0 = 2 */
 	uint64_t cluster_id;       /**< 0 = derived from the pid */
+	uint64_t failover_ms;      /**< replication.failover_timeout_ms; 0 = no failover */
+	bool witness;              /**< the last node is a witness (it counts in `replicas`) */
 };
 
 struct tc_cluster {
 	char dir[200];             /**< temporary directory holding everything */
 	const char *tandemd;       /**< path of the tandemd binary */
 	struct tc_opts o;
-	int n;                     /**< nodes: 0 is the primary (node id 1), i is node id i+1 */
+	int n;                     /**< nodes: 0 is the first primary (node id 1), i is node id
+	                                i+1; with failover any data node may become primary */
 	pid_t pid[TC_MAX_NODES];
 	char cfg[TC_MAX_NODES][300];
 	char data[TC_MAX_NODES][300];
@@ -59,8 +62,19 @@ int tc_start(struct tc_cluster *c, int i, bool wait_streaming);
 int tc_start_all(struct tc_cluster *c);
 /** Send sig to node i; SIGKILL/SIGTERM also reap it. */
 void tc_signal(struct tc_cluster *c, int i, int sig);
-/** Wait until every running replica has applied the primary's tail. @return 0 or -1. */
+/** Wait until every running replica has applied the current primary's tail. @return 0 or -1. */
 int tc_wait_caught_up(struct tc_cluster *c);
+/** Index of the running node that is an unfenced primary (the highest epoch), or -1. */
+int tc_primary(struct tc_cluster *c, uint32_t *epoch);
+/** Wait until a running node is an unfenced primary of an epoch above `above`: its index, or
+ *  -1 after TC_WAIT_S (every node's stderr is printed). */
+int tc_wait_primary(struct tc_cluster *c, uint32_t above);
+/** Is node i a witness? */
+bool tc_is_witness(const struct tc_cluster *c, int i);
+/** Fault injection on node i: cut (or heal) its links to node j (-1: every peer). */
+int tc_cut(struct tc_cluster *c, int i, int j, bool cut);
+/** Print every node's stderr (on a failure). */
+void tc_print_logs(struct tc_cluster *c);
 /** Digest, applied position and key count of node i (over its control socket). */
 int tc_digest(struct tc_cluster *c, int i, uint64_t *digest, uint64_t *applied, uint64_t *keys);
 /** Read node i's status. */

@@ -305,7 +305,7 @@ static const struct bad_file bad_files[] = {
 	{ "[log]\nsegment_size = 2048G\n", 2, "[log] segment_size = 2048G: ", "out of range" },
 	/* names */
 	{ "[node]\nrole = master\n", 2, "[node] role = master: ",
-	  "unknown value; write primary or replica" },
+	  "unknown value; write primary, replica or witness" },
 	{ "[node]\nidle = sleep\n", 2, "[node] idle = sleep: ", "write spin, yield or backoff" },
 	{ "[replication]\nlevel = disk\n", 2, "[replication] level = disk: ",
 	  "write memory, local, received, durable or applied" },
@@ -544,7 +544,8 @@ static const struct bad_check bad_checks[] = {
 	{ "node.role", "replica", 1, "[node] id is not set" },
 	{ "node.role", "replica", 2, "[node] cluster_id is not set" },
 	{ "node.role", "replica", 3, "[node] data_dir is not set" },
-	{ "node.role", "replica", 4, "[node] primary is not set" },
+	{ "peer.1.witness", "yes", 0, "[node] primary = 1: that peer is a witness" },
+	{ "replication.failover_timeout_ms", "1", 0, "[replication] failover_timeout_ms = 1: too short" },
 	{ "node.primary", "5", 0, "[node] primary = 5: not a configured peer" },
 	{ "peer.2.address", "127.0.0.1:7002", 0, "[peer.2]: 2 is this node's own id" },
 	{ "peer.3.dpdk_port", "1", 0, "[peer.3] address is not set" },
@@ -567,7 +568,6 @@ static void mutate(struct tdm_config *c, int how)
 	case 1: c->node_id = 0; break;
 	case 2: c->cluster_id = 0; break;
 	case 3: c->data_dir[0] = '\0'; break;
-	case 4: c->primary_id = 0; break;
 	case 5: c->apply_workers = 0; break;
 	case 6: c->threads = -1; break;
 	case 7: c->timeout_ms = 0; break;
