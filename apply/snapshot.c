@@ -3,23 +3,31 @@
  *
  * All integers are little-endian.
  *
- * HEADER (48 bytes, file offset 0)
+ * Two versions: 1, written by a plain-mode store (the only one before merge mode existed), and
+ * 2, written by a merge-mode store: its header grows by the tombstone count and a flags word,
+ * and its entries include the tombstones. This build reads both.
+ *
+ * HEADER (48 bytes in version 1, 64 in version 2; file offset 0)
  *   off size field
  *   0   8    magic        "TDMSNAP1" (54 44 4d 53 4e 41 50 31)
- *   8   4    version      1
- *   12  4    header_size  48
+ *   8   4    version      1 or 2
+ *   12  4    header_size  48 (version 1) or 64 (version 2)
  *   16  8    position     the log position the contents correspond to: they hold exactly the
  *                         records before it (apply resumes from here)
- *   24  8    count        entries that follow
- *   32  8    digest       tdm_store_digest of the contents (sum of the entries' hashes)
- *   40  8    data_bytes   sum of key + value bytes of the entries
+ *   24  8    count        live entries that follow
+ *   32  8    digest       tdm_store_digest of the contents (sum of the live entries' hashes)
+ *   40  8    data_bytes   sum of key + value bytes of the live entries
+ *   version 2 only:
+ *   48  8    tombstones   tombstone entries that follow (among the entries, in any order)
+ *   56  4    flags        bit 0: merge mode (set); the other bits 0
+ *   60  4    reserved     0
  *
- * ENTRY (count times, back to back, no padding)
+ * ENTRY (count + tombstones times, back to back, no padding)
  *   0   4    key_len      <= TDM_LOG_MAX_KEY (64 KiB)
- *   4   4    value_len    <= TDM_LOG_MAX_VALUE (16 MiB)
- *   8   8    hlc          timestamp of the write that set the value
+ *   4   4    value_len    <= TDM_LOG_MAX_VALUE (16 MiB); 0 for a tombstone
+ *   8   8    hlc          timestamp of the write that set the value (or deleted the key)
  *   16  2    origin       node that accepted it
- *   18  2    reserved     0
+ *   18  2    flags        version 1: 0; version 2: bit 0 tombstone, the other bits 0
  *   20  ...  key bytes, then value bytes
  *
  * TRAILER (8 bytes)
@@ -34,10 +42,12 @@
  * file whose header lies.
  *
  * LOAD RULE: the store is emptied, then the file is read once: magic (else TDM_ERR_CORRUPT),
- * version (else TDM_ERR_VERSION), header size, each entry's lengths, the trailer's CRC and end
- * mark, no trailing bytes, then the store's count, data bytes and digest (recomputed from the
- * inserted entries) against the header. Any failure empties the store again and names the file
- * and what is wrong.
+ * version (else TDM_ERR_VERSION; version 2 needs a merge-mode store), header size and flags,
+ * each entry's lengths and flags, the trailer's CRC and end mark, no trailing bytes, then the
+ * store's count, data bytes, digest (recomputed from the inserted entries) and tombstones
+ * against the header. A merge-mode store takes each entry's version as it is (no comparison,
+ * no conflict counted). Any failure empties the store again and names the file and what is
+ * wrong.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,8 +62,12 @@
 
 #define SNAP_MAGIC "TDMSNAP1"
 #define SNAP_END "TDMZ"
-#define SNAP_VERSION 1u
-#define SNAP_HDR_SIZE 48u
+#define SNAP_VERSION_PLAIN 1u
+#define SNAP_VERSION_MERGE 2u
+#define SNAP_HDR_SIZE_V1 48u
+#define SNAP_HDR_SIZE_V2 64u
+#define SNAP_MERGE 0x1u     /* header flags: merge mode */
+#define SNAP_TOMBSTONE 0x1u /* entry flags: a tombstone */
 #define SNAP_ENTRY_SIZE 20u
 #define SNAP_TRAILER_SIZE 8u
 #define IO_BUF (256u * 1024)
@@ -77,17 +91,29 @@ static uint64_t get_le(const uint8_t *p, int n)
 
 struct snap_hdr {
 	uint64_t position, count, digest, data_bytes;
+	uint64_t tombstones; /* version 2 */
+	uint32_t version;
 };
+
+static uint32_t hdr_size(uint32_t version)
+{
+	return version == SNAP_VERSION_PLAIN ? SNAP_HDR_SIZE_V1 : SNAP_HDR_SIZE_V2;
+}
 
 static void encode_hdr(uint8_t *p, const struct snap_hdr *h)
 {
 	memcpy(p, SNAP_MAGIC, 8);
-	put_le(p + 8, SNAP_VERSION, 4);
-	put_le(p + 12, SNAP_HDR_SIZE, 4);
+	put_le(p + 8, h->version, 4);
+	put_le(p + 12, hdr_size(h->version), 4);
 	put_le(p + 16, h->position, 8);
 	put_le(p + 24, h->count, 8);
 	put_le(p + 32, h->digest, 8);
 	put_le(p + 40, h->data_bytes, 8);
+	if (h->version == SNAP_VERSION_PLAIN)
+		return;
+	put_le(p + 48, h->tombstones, 8);
+	put_le(p + 56, SNAP_MERGE, 4);
+	put_le(p + 60, 0, 4);
 }
 
 /* ---- Writing ---- */
@@ -97,7 +123,7 @@ struct writer {
 	const char *path;  /* the temporary file, for messages */
 	uint32_t crc;      /* of every byte put so far */
 	size_t len;        /* bytes in buf */
-	struct snap_hdr seen; /* count, digest and bytes of the entries written */
+	struct snap_hdr seen; /* count, digest, bytes and tombstones of the entries written */
 	uint8_t buf[IO_BUF];
 };
 
@@ -144,38 +170,55 @@ static int w_put(struct writer *w, const void *data, size_t n)
 	return 0;
 }
 
-static int w_entry(void *ctx, const void *key, uint32_t klen, const void *val, uint32_t vlen,
-		   uint64_t hlc, uint16_t origin)
+static int w_version(void *ctx, const void *key, uint32_t klen,
+		     const struct tdm_store_version *v)
 {
 	struct writer *w = ctx;
 	uint8_t e[SNAP_ENTRY_SIZE];
 	int rc;
 
 	put_le(e, klen, 4);
-	put_le(e + 4, vlen, 4);
-	put_le(e + 8, hlc, 8);
-	put_le(e + 16, origin, 2);
-	put_le(e + 18, 0, 2);
+	put_le(e + 4, v->vlen, 4);
+	put_le(e + 8, v->hlc, 8);
+	put_le(e + 16, v->origin, 2);
+	put_le(e + 18, v->deleted ? SNAP_TOMBSTONE : 0, 2);
 	if ((rc = w_put(w, e, sizeof(e))) || (rc = w_put(w, key, klen)) ||
-	    (rc = w_put(w, val, vlen)))
+	    (rc = w_put(w, v->val, v->vlen)))
 		return rc;
+	if (v->deleted) {
+		w->seen.tombstones++;
+		return 0;
+	}
 	w->seen.count++;
-	w->seen.digest += tdm_store_entry_hash(tdm_apply_key_hash(key, klen), val, vlen);
-	w->seen.data_bytes += (uint64_t)klen + vlen;
+	w->seen.digest += tdm_store_entry_hash(tdm_apply_key_hash(key, klen), v->val, v->vlen);
+	w->seen.data_bytes += (uint64_t)klen + v->vlen;
 	return 0;
+}
+
+static int w_entry(void *ctx, const void *key, uint32_t klen, const void *val, uint32_t vlen,
+		   uint64_t hlc, uint16_t origin)
+{
+	return w_version(ctx, key, klen,
+			 &(struct tdm_store_version){ val, vlen, hlc, origin, false });
 }
 
 /* Header, entries, trailer into w->fd. */
 static int write_contents(struct tdm_store *s, struct writer *w, const struct snap_hdr *h)
 {
-	uint8_t b[SNAP_HDR_SIZE];
+	uint8_t b[SNAP_HDR_SIZE_V2];
 	int rc;
 
 	encode_hdr(b, h);
-	if ((rc = w_put(w, b, sizeof(b))) || (rc = tdm_store_foreach(s, w_entry, w)))
+	if ((rc = w_put(w, b, hdr_size(h->version))))
+		return rc;
+	if (h->version == SNAP_VERSION_PLAIN)
+		rc = tdm_store_foreach(s, w_entry, w);
+	else
+		rc = tdm_store_foreach_all(s, w_version, w);
+	if (rc)
 		return rc;
 	if (w->seen.count != h->count || w->seen.digest != h->digest ||
-	    w->seen.data_bytes != h->data_bytes)
+	    w->seen.data_bytes != h->data_bytes || w->seen.tombstones != h->tombstones)
 		return TDM_ERR(-EAGAIN, "store changed while writing snapshot %s (%" PRIu64
 			       " entries counted, %" PRIu64 " written): stop the apply workers "
 			       "first", w->path, h->count, w->seen.count);
@@ -211,7 +254,8 @@ static int fsync_dir_of(const char *path)
 TDM_API int tdm_store_snapshot_write(struct tdm_store *s, uint64_t pos, const char *path)
 {
 	struct snap_hdr h = { pos, tdm_store_count(s), tdm_store_digest(s),
-			      tdm_store_data_bytes(s) };
+			      tdm_store_data_bytes(s), tdm_store_tombstones(s),
+			      tdm_store_is_merge(s) ? SNAP_VERSION_MERGE : SNAP_VERSION_PLAIN };
 	char tmp[PATH_MAX];
 	struct writer *w;
 	int rc;
@@ -303,41 +347,63 @@ static int r_get(struct reader *r, void *dst, size_t n, const char *what)
 	return 0;
 }
 
-static int load_hdr(struct reader *r, struct snap_hdr *h)
+static int load_hdr(struct reader *r, struct tdm_store *s, struct snap_hdr *h)
 {
-	uint8_t b[SNAP_HDR_SIZE];
-	uint32_t version;
-	int rc = r_get(r, b, sizeof(b), "the file is shorter than its header (truncated)");
+	static const char cut[] = "the file is shorter than its header (truncated)";
+	uint8_t b[SNAP_HDR_SIZE_V2];
+	int rc = r_get(r, b, SNAP_HDR_SIZE_V1, cut);
 
 	if (rc)
 		return rc;
 	if (memcmp(b, SNAP_MAGIC, 8))
 		return corrupt(r, "bad magic (not a tandem snapshot)");
-	version = (uint32_t)get_le(b + 8, 4);
-	if (version != SNAP_VERSION)
+	h->version = (uint32_t)get_le(b + 8, 4);
+	if (h->version != SNAP_VERSION_PLAIN && h->version != SNAP_VERSION_MERGE)
 		return TDM_ERR(TDM_ERR_VERSION, "snapshot %s has layout version %u; this build "
-			       "reads version %u", r->path, version, SNAP_VERSION);
-	if (get_le(b + 12, 4) != SNAP_HDR_SIZE)
+			       "reads versions %u and %u", r->path, h->version, SNAP_VERSION_PLAIN,
+			       SNAP_VERSION_MERGE);
+	if (h->version == SNAP_VERSION_MERGE && !tdm_store_is_merge(s))
+		return TDM_ERR(TDM_ERR_VERSION, "snapshot %s is of a multi-primary (merge-mode) "
+			       "store, with tombstones: it loads into a merge-mode store only",
+			       r->path);
+	if (get_le(b + 12, 4) != hdr_size(h->version))
 		return corrupt(r, "bad header size");
 	h->position = get_le(b + 16, 8);
 	h->count = get_le(b + 24, 8);
 	h->digest = get_le(b + 32, 8);
 	h->data_bytes = get_le(b + 40, 8);
+	if (h->version == SNAP_VERSION_PLAIN)
+		return 0;
+	if ((rc = r_get(r, b + SNAP_HDR_SIZE_V1, SNAP_HDR_SIZE_V2 - SNAP_HDR_SIZE_V1, cut)))
+		return rc;
+	h->tombstones = get_le(b + 48, 8);
+	if (get_le(b + 56, 4) != SNAP_MERGE || get_le(b + 60, 4))
+		return corrupt(r, "bad header flags");
 	return 0;
 }
 
-static int load_entry(struct reader *r, struct tdm_store *s)
+/* The entry flags of a file of this version are valid for an entry of vlen bytes. */
+static bool entry_flags_ok(uint32_t version, uint32_t flags, uint32_t vlen)
+{
+	if (version == SNAP_VERSION_PLAIN)
+		return flags == 0;
+	return (flags & ~SNAP_TOMBSTONE) == 0 && (!(flags & SNAP_TOMBSTONE) || vlen == 0);
+}
+
+static int load_entry(struct reader *r, struct tdm_store *s, uint32_t version)
 {
 	uint8_t e[SNAP_ENTRY_SIZE];
-	uint32_t klen, vlen;
+	uint32_t klen, vlen, flags;
 	int rc = r_get(r, e, sizeof(e), "an entry is cut short (truncated file)");
 
 	if (rc)
 		return rc;
 	klen = (uint32_t)get_le(e, 4);
 	vlen = (uint32_t)get_le(e + 4, 4);
-	if (klen > TDM_LOG_MAX_KEY || vlen > TDM_LOG_MAX_VALUE || get_le(e + 18, 2))
-		return corrupt(r, "an entry has impossible lengths or a non-zero reserved field");
+	flags = (uint32_t)get_le(e + 18, 2);
+	if (klen > TDM_LOG_MAX_KEY || vlen > TDM_LOG_MAX_VALUE ||
+	    !entry_flags_ok(version, flags, vlen))
+		return corrupt(r, "an entry has impossible lengths or bad flags");
 	if ((size_t)klen + vlen > r->kv_cap) {
 		uint8_t *n = realloc(r->kv, (size_t)klen + vlen);
 
@@ -349,8 +415,12 @@ static int load_entry(struct reader *r, struct tdm_store *s)
 	rc = r_get(r, r->kv, (size_t)klen + vlen, "an entry is cut short (truncated file)");
 	if (rc)
 		return rc;
-	return tdm_store_put(s, r->kv, klen, r->kv + klen, vlen, get_le(e + 8, 8),
-			     (uint16_t)get_le(e + 16, 2));
+	if (!tdm_store_is_merge(s))
+		return tdm_store_put(s, r->kv, klen, r->kv + klen, vlen, get_le(e + 8, 8),
+				     (uint16_t)get_le(e + 16, 2));
+	return tdm_store_load_version(s, &(struct tdm_store_in){
+		r->kv, klen, r->kv + klen, vlen, get_le(e + 8, 8), (uint16_t)get_le(e + 16, 2),
+		(flags & SNAP_TOMBSTONE) != 0 });
 }
 
 static int load_trailer(struct reader *r)
@@ -375,9 +445,10 @@ static int load_trailer(struct reader *r)
 /* The store, loaded, against the header's counters. */
 static int check_totals(struct reader *r, struct tdm_store *s, const struct snap_hdr *h)
 {
-	if (tdm_store_count(s) != h->count || tdm_store_data_bytes(s) != h->data_bytes)
-		return corrupt(r, "the entries do not add up to the header's count and bytes "
-			       "(duplicate keys?)");
+	if (tdm_store_count(s) != h->count || tdm_store_data_bytes(s) != h->data_bytes ||
+	    tdm_store_tombstones(s) != h->tombstones)
+		return corrupt(r, "the entries do not add up to the header's count, bytes and "
+			       "tombstones (duplicate keys?)");
 	if (tdm_store_digest(s) != h->digest)
 		return corrupt(r, "the digest of the entries does not match the header's");
 	return 0;
@@ -385,11 +456,11 @@ static int check_totals(struct reader *r, struct tdm_store *s, const struct snap
 
 static int load(struct reader *r, struct tdm_store *s, uint64_t *pos)
 {
-	struct snap_hdr h = { 0, 0, 0, 0 };
-	int rc = load_hdr(r, &h);
+	struct snap_hdr h = { 0, 0, 0, 0, 0, 0 };
+	int rc = load_hdr(r, s, &h);
 
-	for (uint64_t i = 0; !rc && i < h.count; i++)
-		rc = load_entry(r, s);
+	for (uint64_t i = 0; !rc && i < h.count + h.tombstones; i++)
+		rc = load_entry(r, s, h.version);
 	if (!rc)
 		rc = load_trailer(r);
 	if (!rc)

@@ -5,15 +5,17 @@
  * slots {hash, entry}, indexed by the top bits of the key's hash (the low bits pick the shard,
  * so they are the same for every key of a shard). The cached hash lets a probe skip an entry
  * without touching it; the key is compared only on a full hash match. Deletion shifts the
- * following slots back (no tombstones), so probe sequences stay short whatever the history.
+ * following slots back (no hash-table tombstones), so probe sequences stay short whatever the
+ * history. (Merge mode's tombstones are entries of their own, kept on purpose: merge.c.)
  * The table doubles when it is 3/4 full: that put moves the whole shard by the cached hashes (no
  * key is read). It is the one pause of the store: about 50 ns per entry moved, measured 41 ms
  * for the 786k entries of a shard growing from 1M to 2M slots (2-core VM), then twice as long
  * at each later doubling. Amortized, it is under 100 ns per key ever inserted.
  *
- * An entry is one malloc block: hlc, a word packing key length, value length and origin, then
- * the key and the value (16 + key + value bytes; 96 for a 16-byte key and a 64-byte value). An
- * overwrite whose new size still fits the block (and uses at least 3/4 of it) reuses it.
+ * An entry is one malloc block: hlc, a word packing key length, value length, origin and the
+ * deleted mark, then the key and the value (16 + key + value bytes; 96 for a 16-byte key and a
+ * 64-byte value). An overwrite whose new size still fits the block (and uses at least 3/4 of
+ * it) reuses it.
  *
  * Prefetching: the sink's prefetch hook gets each record TDM_APPLY_PREFETCH records before its
  * put/del. It hashes the key, remembers the hash (put/del take it back instead of hashing
@@ -26,6 +28,12 @@
  * once per call by tdm_store_put/del, and in read mode by get/foreach. The digest, count and
  * byte counters are kept by the writer under the lock and published (release) when it unlocks,
  * so readers sum them without locks and see whole batches.
+ *
+ * Merge mode (multi-primary) uses the same tables: its writes, tombstones (entries with the
+ * deleted mark), conflicts and purge are in merge.c; here it only changes which sink calls
+ * tdm_store_sink hands out, and reads skip tombstones. The plain sink's put and del do not
+ * test the mode.
+ * The layout shared with merge.c and snapshot.c is in apply_pvt.h.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -36,107 +44,15 @@
 #include "apply_pvt.h"
 
 #define MIN_SLOTS 256u
-#define PF_N 32u  /* announced records remembered per shard (>= TDM_APPLY_PREFETCH) */
+#define PF_N TDM_STORE_PF_N
 #define PF_LAG 8u /* announcements between prefetching a slot and then its entry */
 _Static_assert(PF_N >= TDM_APPLY_PREFETCH && (PF_N & (PF_N - 1)) == 0, "prefetch ring size");
 
-/* Entry meta word: key length (17 bits: up to 64 KiB), value length (25 bits: up to 16 MiB),
- * origin (16 bits). */
-#define KLEN_BITS 17
-#define VLEN_BITS 25
-#define KLEN_MASK ((1ull << KLEN_BITS) - 1)
-#define VLEN_MASK ((1ull << VLEN_BITS) - 1)
-_Static_assert(TDM_LOG_MAX_KEY <= KLEN_MASK, "key length fits the entry word");
-_Static_assert(TDM_LOG_MAX_VALUE <= VLEN_MASK, "value length fits the entry word");
-
-struct entry {
-	uint64_t hlc;
-	uint64_t meta;   /* klen | vlen << 17 | origin << 42 */
-	uint8_t data[];  /* key, then value */
-};
-
-struct slot {
-	uint64_t hash;     /* key hash (meaningless when e is NULL) */
-	struct entry *e;   /* NULL: empty */
-};
-
-/* A record announced by the prefetch hook: its key (in the worker's ring) and its hash. */
-struct pf {
-	const uint8_t *key;
-	uint64_t hash;
-};
-
-/* A shard. Everything but the published counters is touched only with the lock held. */
-struct shard {
-	_Alignas(TDM_APPLY_LINE) pthread_rwlock_t lock;
-	struct slot *slots;
-	uint64_t mask;     /* slots - 1 */
-	unsigned shift;    /* 64 - log2(slots): home slot = hash >> shift */
-	uint64_t digest, count, bytes;  /* the writer's, under the lock */
-	uint32_t pf_head, pf_tail;      /* announced / taken back by put and del, this batch */
-	struct pf pf[PF_N];
-
-	/* Written by the shard's writer when it unlocks (release); read by any thread. */
-	_Alignas(TDM_APPLY_LINE) uint64_t pub_digest;
-	uint64_t pub_count, pub_bytes;
-};
-
-struct tdm_store {
-	int nshards;
-	struct shard *shards; /* nshards entries, 128-aligned */
-};
-
-/* ---- Entries ---- */
-
-static inline uint32_t e_klen(const struct entry *e)
-{
-	return (uint32_t)(e->meta & KLEN_MASK);
-}
-
-static inline uint32_t e_vlen(const struct entry *e)
-{
-	return (uint32_t)((e->meta >> KLEN_BITS) & VLEN_MASK);
-}
-
-static inline uint16_t e_origin(const struct entry *e)
-{
-	return (uint16_t)(e->meta >> (KLEN_BITS + VLEN_BITS));
-}
-
-static inline const uint8_t *e_val(const struct entry *e)
-{
-	return e->data + e_klen(e);
-}
-
-/* Fill e (already big enough) with the value and metadata; the key is in place. */
-static inline void e_set(struct entry *e, uint32_t klen, const void *val, uint32_t vlen,
-			 uint64_t hlc, uint16_t origin)
-{
-	e->hlc = hlc;
-	e->meta = klen | (uint64_t)vlen << KLEN_BITS | (uint64_t)origin << (KLEN_BITS + VLEN_BITS);
-	if (vlen)
-		memcpy(e->data + klen, val, vlen);
-}
-
-static struct entry *e_new(const void *key, uint32_t klen, uint32_t vlen)
-{
-	struct entry *e = malloc(sizeof(*e) + klen + vlen);
-
-	if (e && klen)
-		memcpy(e->data, key, klen);
-	return e;
-}
-
 /* ---- The table ---- */
 
-static inline struct shard *shard_of(struct tdm_store *s, uint64_t h)
+static int table_init(struct tdm_store_shard *sh, uint64_t n)
 {
-	return &s->shards[s->nshards == 1 ? 0 : h % (uint64_t)s->nshards];
-}
-
-static int table_init(struct shard *sh, uint64_t n)
-{
-	struct slot *t = calloc(n, sizeof(*t));
+	struct tdm_store_slot *t = calloc(n, sizeof(*t));
 
 	if (!t)
 		return -ENOMEM;
@@ -146,24 +62,10 @@ static int table_init(struct shard *sh, uint64_t n)
 	return 0;
 }
 
-/* The slot holding key, or the empty slot where it would go. */
-static inline struct slot *find(const struct shard *sh, uint64_t h, const void *key,
-				uint32_t klen)
-{
-	for (uint64_t i = h >> sh->shift;; i = (i + 1) & sh->mask) {
-		struct slot *sl = &sh->slots[i];
-
-		if (!sl->e)
-			return sl;
-		if (sl->hash == h && e_klen(sl->e) == klen && !memcmp(sl->e->data, key, klen))
-			return sl;
-	}
-}
-
 /* Double the table, moving every slot by its cached hash. */
-static int grow(struct shard *sh)
+int tdm_store_grow(struct tdm_store_shard *sh)
 {
-	struct slot *old = sh->slots;
+	struct tdm_store_slot *old = sh->slots;
 	uint64_t n = sh->mask + 1;
 
 	if (table_init(sh, n * 2))
@@ -181,8 +83,9 @@ static int grow(struct shard *sh)
 	return 0;
 }
 
-/* Empty slot i, shifting back the slots after it that may live closer to their home. */
-static void remove_slot(struct shard *sh, struct slot *sl)
+/* Empty slot sl, shifting back the slots after it that may live closer to their home: each one
+ * moves to a slot between sl and where it was (never past sl's side of the table). */
+void tdm_store_remove_slot(struct tdm_store_shard *sh, struct tdm_store_slot *sl)
 {
 	uint64_t i = (uint64_t)(sl - sh->slots), j = i;
 
@@ -200,63 +103,49 @@ static void remove_slot(struct shard *sh, struct slot *sl)
 	sh->slots[i].hash = 0;
 }
 
-/* ---- Writes (lock held) ---- */
-
-/* Does a block holding an entry of old_vlen also suit one of vlen? The same length always
- * does; otherwise the block's real size (its malloc size class) must hold the new entry and not
- * leave more than a quarter of it unused. */
-static inline bool block_fits(struct entry *e, uint32_t klen, uint32_t old_vlen, uint32_t vlen)
-{
-	size_t need, have;
-
-	if (vlen == old_vlen)
-		return true;
-	need = sizeof(*e) + klen + vlen;
-	have = malloc_usable_size(e);
-	return need <= have && need >= have - have / 4;
-}
+/* ---- Plain-mode writes (lock held) ---- */
 
 /* Replace the value of the entry in sl, reusing its block when the new size fits it well. */
-static int overwrite(struct shard *sh, struct slot *sl, uint32_t klen, const void *val,
-		     uint32_t vlen, uint64_t hlc, uint16_t origin)
+static int overwrite(struct tdm_store_shard *sh, struct tdm_store_slot *sl, uint32_t klen,
+		     const void *val, uint32_t vlen, uint64_t hlc, uint16_t origin)
 {
-	struct entry *e = sl->e;
-	uint32_t old_vlen = e_vlen(e);
+	struct tdm_store_entry *e = sl->e;
+	uint32_t old_vlen = tdm_store_e_vlen(e);
 
-	sh->digest -= tdm_store_entry_hash(sl->hash, e_val(e), old_vlen);
-	if (!block_fits(e, klen, old_vlen, vlen)) {
-		struct entry *n = e_new(e->data, klen, vlen);
+	sh->digest -= tdm_store_entry_hash(sl->hash, tdm_store_e_val(e), old_vlen);
+	if (!tdm_store_block_fits(e, klen, old_vlen, vlen)) {
+		struct tdm_store_entry *n = tdm_store_e_new(e->data, klen, vlen);
 
 		if (!n) {
-			sh->digest += tdm_store_entry_hash(sl->hash, e_val(e), old_vlen);
+			sh->digest += tdm_store_entry_hash(sl->hash, tdm_store_e_val(e), old_vlen);
 			return -ENOMEM;
 		}
 		free(e);
 		sl->e = e = n;
 	}
-	e_set(e, klen, val, vlen, hlc, origin);
+	tdm_store_e_set(e, klen, val, vlen, hlc, origin, false);
 	sh->digest += tdm_store_entry_hash(sl->hash, val, vlen);
 	sh->bytes += (uint64_t)vlen - old_vlen;
 	return 0;
 }
 
-static int shard_put(struct shard *sh, uint64_t h, const void *key, uint32_t klen,
+static int shard_put(struct tdm_store_shard *sh, uint64_t h, const void *key, uint32_t klen,
 		     const void *val, uint32_t vlen, uint64_t hlc, uint16_t origin)
 {
-	struct slot *sl = find(sh, h, key, klen);
-	struct entry *e;
+	struct tdm_store_slot *sl = tdm_store_find(sh, h, key, klen);
+	struct tdm_store_entry *e;
 
 	if (sl->e)
 		return overwrite(sh, sl, klen, val, vlen, hlc, origin);
-	if (TDM_APPLY_UNLIKELY((sh->count + 1) * 4 > (sh->mask + 1) * 3)) {
-		if (grow(sh))
+	if (TDM_APPLY_UNLIKELY(tdm_store_full(sh))) {
+		if (tdm_store_grow(sh))
 			return -ENOMEM;
-		sl = find(sh, h, key, klen);
+		sl = tdm_store_find(sh, h, key, klen);
 	}
-	e = e_new(key, klen, vlen);
+	e = tdm_store_e_new(key, klen, vlen);
 	if (!e)
 		return -ENOMEM;
-	e_set(e, klen, val, vlen, hlc, origin);
+	tdm_store_e_set(e, klen, val, vlen, hlc, origin, false);
 	sl->hash = h;
 	sl->e = e;
 	sh->digest += tdm_store_entry_hash(h, val, vlen);
@@ -265,72 +154,110 @@ static int shard_put(struct shard *sh, uint64_t h, const void *key, uint32_t kle
 	return 0;
 }
 
-static void shard_del(struct shard *sh, uint64_t h, const void *key, uint32_t klen)
+static void shard_del(struct tdm_store_shard *sh, uint64_t h, const void *key, uint32_t klen)
 {
-	struct slot *sl = find(sh, h, key, klen);
-	struct entry *e = sl->e;
+	struct tdm_store_slot *sl = tdm_store_find(sh, h, key, klen);
+	struct tdm_store_entry *e = sl->e;
 
 	if (!e)
 		return;
-	sh->digest -= tdm_store_entry_hash(h, e_val(e), e_vlen(e));
+	sh->digest -= tdm_store_entry_hash(h, tdm_store_e_val(e), tdm_store_e_vlen(e));
 	sh->count--;
-	sh->bytes -= (uint64_t)klen + e_vlen(e);
-	remove_slot(sh, sl);
+	sh->bytes -= (uint64_t)klen + tdm_store_e_vlen(e);
+	tdm_store_remove_slot(sh, sl);
 	free(e);
 }
 
-static void shard_lock(struct shard *sh)
+void tdm_store_lock(struct tdm_store_shard *sh)
 {
 	pthread_rwlock_wrlock(&sh->lock);
 }
 
 /* Publish the counters, then unlock. */
-static void shard_unlock(struct shard *sh)
+void tdm_store_unlock(struct tdm_store_shard *sh)
 {
-	/* The three stores pair with the acquire loads of tdm_store_digest/count/data_bytes. */
+	/* Pair with the acquire loads of tdm_store_digest/count/data_bytes/tombstones. */
 	tdm_apply_store_release(&sh->pub_digest, sh->digest);
 	tdm_apply_store_release(&sh->pub_count, sh->count);
 	tdm_apply_store_release(&sh->pub_bytes, sh->bytes);
+	if (sh->m) {
+		tdm_apply_store_release(&sh->pub_tombs, sh->tombs);
+		sh->m->now = 0; /* the next lock hold reads the clock at its first conflict */
+	}
 	pthread_rwlock_unlock(&sh->lock);
 }
 
 /* ---- Creation ---- */
 
-TDM_API int tdm_store_create(int shards, struct tdm_store **out)
+TDM_API void tdm_store_config_defaults(struct tdm_store_config *cfg)
 {
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->shards = 1;
+	cfg->conflict_window_ns = TDM_STORE_CONFLICT_WINDOW_NS;
+}
+
+static int shard_init(struct tdm_store_shard *sh, bool merge)
+{
+	if (merge && !(sh->m = calloc(1, sizeof(*sh->m))))
+		return -ENOMEM;
+	if (table_init(sh, MIN_SLOTS))
+		return -ENOMEM;
+	pthread_rwlock_init(&sh->lock, NULL);
+	return 0;
+}
+
+TDM_API int tdm_store_create_cfg(const struct tdm_store_config *cfg, struct tdm_store **out)
+{
+	size_t sz = sizeof(struct tdm_store_shard) * (size_t)cfg->shards;
 	struct tdm_store *s;
 
-	if (shards <= 0 || shards > TDM_APPLY_MAX_WORKERS)
-		return TDM_ERR(-EINVAL, "store shards %d: must be 1..%d", shards,
+	if (cfg->shards <= 0 || cfg->shards > TDM_APPLY_MAX_WORKERS)
+		return TDM_ERR(-EINVAL, "store shards %d: must be 1..%d", cfg->shards,
 			       TDM_APPLY_MAX_WORKERS);
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->shards = aligned_alloc(TDM_APPLY_LINE, sizeof(struct shard) * (size_t)shards);
+	s->merge = cfg->merge;
+	s->window = cfg->conflict_window_ns;
+	s->on_conflict = cfg->merge ? cfg->on_conflict : NULL;
+	s->conflict_ctx = cfg->conflict_ctx;
+	s->shards = aligned_alloc(TDM_APPLY_LINE, sz);
 	if (!s->shards) {
 		free(s);
 		return -ENOMEM;
 	}
-	memset(s->shards, 0, sizeof(struct shard) * (size_t)shards);
-	for (; s->nshards < shards; s->nshards++) {
-		struct shard *sh = &s->shards[s->nshards];
-
-		if (table_init(sh, MIN_SLOTS)) {
+	memset(s->shards, 0, sz);
+	for (; s->nshards < cfg->shards; s->nshards++) {
+		if (shard_init(&s->shards[s->nshards], cfg->merge)) {
+			free(s->shards[s->nshards].m);
 			tdm_store_destroy(s);
 			return -ENOMEM;
 		}
-		pthread_rwlock_init(&sh->lock, NULL);
 	}
 	*out = s;
 	return 0;
 }
 
+TDM_API int tdm_store_create(int shards, struct tdm_store **out)
+{
+	struct tdm_store_config cfg;
+
+	tdm_store_config_defaults(&cfg);
+	cfg.shards = shards;
+	return tdm_store_create_cfg(&cfg, out);
+}
+
+TDM_API bool tdm_store_is_merge(const struct tdm_store *s)
+{
+	return s->merge;
+}
+
 /* Free every entry of sh and zero its counters (lock held, or no other user). */
-static void shard_empty(struct shard *sh)
+static void shard_empty(struct tdm_store_shard *sh)
 {
 	for (uint64_t i = 0; i <= sh->mask; i++)
 		free(sh->slots[i].e);
-	sh->digest = sh->count = sh->bytes = 0;
+	sh->digest = sh->count = sh->bytes = sh->tombs = 0;
 }
 
 TDM_API void tdm_store_destroy(struct tdm_store *s)
@@ -340,6 +267,7 @@ TDM_API void tdm_store_destroy(struct tdm_store *s)
 	for (int i = 0; i < s->nshards; i++) {
 		shard_empty(&s->shards[i]);
 		free(s->shards[i].slots);
+		free(s->shards[i].m);
 		pthread_rwlock_destroy(&s->shards[i].lock);
 	}
 	free(s->shards);
@@ -349,11 +277,11 @@ TDM_API void tdm_store_destroy(struct tdm_store *s)
 TDM_API void tdm_store_clear(struct tdm_store *s)
 {
 	for (int i = 0; i < s->nshards; i++) {
-		struct shard *sh = &s->shards[i];
-		struct slot *big;
+		struct tdm_store_shard *sh = &s->shards[i];
+		struct tdm_store_slot *big;
 		uint64_t mask;
 
-		shard_lock(sh);
+		tdm_store_lock(sh);
 		big = sh->slots;
 		mask = sh->mask;
 		shard_empty(sh);
@@ -363,13 +291,13 @@ TDM_API void tdm_store_clear(struct tdm_store *s)
 			sh->slots = big;
 			memset(big, 0, (mask + 1) * sizeof(*big));
 		}
-		shard_unlock(sh);
+		tdm_store_unlock(sh);
 	}
 }
 
 /* ---- Public writes and reads ---- */
 
-static int check_lengths(uint32_t klen, uint32_t vlen)
+int tdm_store_check_lengths(uint32_t klen, uint32_t vlen)
 {
 	if (klen > TDM_LOG_MAX_KEY || vlen > TDM_LOG_MAX_VALUE)
 		return TDM_ERR(-EINVAL, "key of %u bytes or value of %u bytes: the store takes up "
@@ -377,59 +305,92 @@ static int check_lengths(uint32_t klen, uint32_t vlen)
 	return 0;
 }
 
+/* Merge in under its key's shard lock (tdm_store_put/del_at of a merge store). */
+static int merge_locked(struct tdm_store *s, const struct tdm_store_in *in)
+{
+	uint64_t h = tdm_apply_key_hash(in->key, in->klen);
+	struct tdm_store_shard *sh = tdm_store_shard_of(s, h);
+	int rc;
+
+	tdm_store_lock(sh);
+	rc = tdm_store_merge_write(s, sh, h, in);
+	tdm_store_unlock(sh);
+	return rc;
+}
+
 TDM_API int tdm_store_put(struct tdm_store *s, const void *key, uint32_t klen, const void *val,
 			  uint32_t vlen, uint64_t hlc, uint16_t origin)
 {
-	uint64_t h = tdm_apply_key_hash(key, klen);
-	struct shard *sh = shard_of(s, h);
-	int rc = check_lengths(klen, vlen);
+	uint64_t h;
+	struct tdm_store_shard *sh;
+	int rc = tdm_store_check_lengths(klen, vlen);
 
 	if (rc)
 		return rc;
-	shard_lock(sh);
+	if (s->merge)
+		return merge_locked(s, &(struct tdm_store_in){ key, klen, val, vlen, hlc, origin,
+							       false });
+	h = tdm_apply_key_hash(key, klen);
+	sh = tdm_store_shard_of(s, h);
+	tdm_store_lock(sh);
 	rc = shard_put(sh, h, key, klen, val, vlen, hlc, origin);
-	shard_unlock(sh);
+	tdm_store_unlock(sh);
 	return rc;
 }
 
 TDM_API int tdm_store_del(struct tdm_store *s, const void *key, uint32_t klen)
 {
 	uint64_t h = tdm_apply_key_hash(key, klen);
-	struct shard *sh = shard_of(s, h);
+	struct tdm_store_shard *sh = tdm_store_shard_of(s, h);
 
-	shard_lock(sh);
+	if (s->merge)
+		return TDM_ERR(-EINVAL, "a merge-mode store deletes a key as a timestamped write: "
+			       "use tdm_store_del_at");
+	tdm_store_lock(sh);
 	shard_del(sh, h, key, klen);
-	shard_unlock(sh);
+	tdm_store_unlock(sh);
 	return 0;
+}
+
+TDM_API int tdm_store_del_at(struct tdm_store *s, const void *key, uint32_t klen, uint64_t hlc,
+			     uint16_t origin)
+{
+	int rc = tdm_store_check_lengths(klen, 0);
+
+	if (rc)
+		return rc;
+	if (!s->merge)
+		return tdm_store_del(s, key, klen);
+	return merge_locked(s, &(struct tdm_store_in){ key, klen, NULL, 0, hlc, origin, true });
 }
 
 TDM_API int tdm_store_get(struct tdm_store *s, const void *key, uint32_t klen, void *buf,
 			  uint32_t cap, uint32_t *vlen, uint64_t *hlc, uint16_t *origin)
 {
 	uint64_t h = tdm_apply_key_hash(key, klen);
-	struct shard *sh = shard_of(s, h);
-	const struct entry *e;
+	struct tdm_store_shard *sh = tdm_store_shard_of(s, h);
+	const struct tdm_store_entry *e;
 	int rc = TDM_ERR_NOT_FOUND;
 
 	pthread_rwlock_rdlock(&sh->lock);
-	e = find(sh, h, key, klen)->e;
-	if (e) {
-		uint32_t n = e_vlen(e);
+	e = tdm_store_find(sh, h, key, klen)->e;
+	if (e && !tdm_store_e_deleted(e)) {
+		uint32_t n = tdm_store_e_vlen(e);
 
 		if (n && cap)
-			memcpy(buf, e_val(e), n < cap ? n : cap);
+			memcpy(buf, tdm_store_e_val(e), n < cap ? n : cap);
 		*vlen = n;
 		if (hlc)
 			*hlc = e->hlc;
 		if (origin)
-			*origin = e_origin(e);
+			*origin = tdm_store_e_origin(e);
 		rc = 0;
 	}
 	pthread_rwlock_unlock(&sh->lock);
 	return rc;
 }
 
-/* Sum one published counter over the shards; each load pairs with shard_unlock's release. */
+/* Sum one published counter over the shards; each load pairs with tdm_store_unlock's release. */
 static uint64_t sum_pub(const struct tdm_store *s, size_t off)
 {
 	uint64_t sum = 0;
@@ -444,37 +405,65 @@ static uint64_t sum_pub(const struct tdm_store *s, size_t off)
 
 TDM_API uint64_t tdm_store_digest(const struct tdm_store *s)
 {
-	return sum_pub(s, offsetof(struct shard, pub_digest));
+	return sum_pub(s, offsetof(struct tdm_store_shard, pub_digest));
 }
 
 TDM_API uint64_t tdm_store_count(const struct tdm_store *s)
 {
-	return sum_pub(s, offsetof(struct shard, pub_count));
+	return sum_pub(s, offsetof(struct tdm_store_shard, pub_count));
 }
 
 TDM_API uint64_t tdm_store_data_bytes(const struct tdm_store *s)
 {
-	return sum_pub(s, offsetof(struct shard, pub_bytes));
+	return sum_pub(s, offsetof(struct tdm_store_shard, pub_bytes));
 }
 
-TDM_API int tdm_store_foreach(struct tdm_store *s, tdm_store_entry_fn fn, void *ctx)
+TDM_API uint64_t tdm_store_tombstones(const struct tdm_store *s)
+{
+	return sum_pub(s, offsetof(struct tdm_store_shard, pub_tombs));
+}
+
+/* Call fn for each entry (live, or all with tombstones), shard by shard under the read lock. */
+static int foreach(struct tdm_store *s, bool all, tdm_store_entry_fn fn, tdm_store_version_fn vfn,
+		   void *ctx)
 {
 	int rc = 0;
 
 	for (int i = 0; i < s->nshards && !rc; i++) {
-		struct shard *sh = &s->shards[i];
+		struct tdm_store_shard *sh = &s->shards[i];
 
 		pthread_rwlock_rdlock(&sh->lock);
 		for (uint64_t j = 0; j <= sh->mask && !rc; j++) {
-			const struct entry *e = sh->slots[j].e;
+			const struct tdm_store_entry *e = sh->slots[j].e;
+			const void *key, *val;
+			uint32_t klen, vlen;
 
-			if (e)
-				rc = fn(ctx, e->data, e_klen(e), e_val(e), e_vlen(e), e->hlc,
-					e_origin(e));
+			if (!e || (!all && tdm_store_e_deleted(e)))
+				continue;
+			key = e->data;
+			klen = tdm_store_e_klen(e);
+			val = tdm_store_e_val(e);
+			vlen = tdm_store_e_vlen(e);
+			if (all)
+				rc = vfn(ctx, key, klen, &(struct tdm_store_version){
+					val, vlen, e->hlc, tdm_store_e_origin(e),
+					tdm_store_e_deleted(e) });
+			else
+				rc = fn(ctx, key, klen, val, vlen, e->hlc, tdm_store_e_origin(e));
 		}
 		pthread_rwlock_unlock(&sh->lock);
 	}
 	return rc;
+}
+
+TDM_API int tdm_store_foreach(struct tdm_store *s, tdm_store_entry_fn fn, void *ctx)
+{
+	return foreach(s, false, fn, NULL, ctx);
+}
+
+TDM_API int tdm_store_foreach_all(struct tdm_store *s, tdm_store_version_fn fn, void *ctx)
+{
+	return foreach(s, true, NULL, fn, ctx);
 }
 
 /* ---- The sink: worker i writes shard i, locked from begin to end of each batch ---- */
@@ -486,15 +475,15 @@ static int sink_begin(void *ctx, int worker)
 	if (worker < 0 || worker >= s->nshards)
 		return TDM_ERR(-EINVAL, "apply worker %d writes to a store of %d shards: give the "
 			       "store as many shards as apply has workers", worker, s->nshards);
-	shard_lock(&s->shards[worker]);
+	tdm_store_lock(&s->shards[worker]);
 	return 0;
 }
 
 /* The shard of a key of hash h, which must be the worker's own (locked) one; NULL (message
  * set: this only happens once, as the worker stops) when it is not. */
-static inline struct shard *sink_shard(struct tdm_store *s, int worker, uint64_t h)
+static inline struct tdm_store_shard *sink_shard(struct tdm_store *s, int worker, uint64_t h)
 {
-	struct shard *sh = shard_of(s, h);
+	struct tdm_store_shard *sh = tdm_store_shard_of(s, h);
 
 	if (TDM_APPLY_LIKELY(sh == &s->shards[worker]))
 		return sh;
@@ -507,10 +496,10 @@ static inline struct shard *sink_shard(struct tdm_store *s, int worker, uint64_t
 /* The hash of rec's key: the one its announcement computed, when it was announced. */
 static inline uint64_t sink_hash(struct tdm_store *s, int worker, const struct tdm_log_rec *rec)
 {
-	struct shard *sh = &s->shards[worker]; /* begin_batch checked worker */
+	struct tdm_store_shard *sh = &s->shards[worker]; /* begin_batch checked worker */
 
 	if (sh->pf_tail != sh->pf_head) {
-		struct pf *p = &sh->pf[sh->pf_tail % PF_N];
+		struct tdm_store_pf *p = &sh->pf[sh->pf_tail % PF_N];
 
 		if (p->key == rec->key) {
 			sh->pf_tail++;
@@ -523,13 +512,13 @@ static inline uint64_t sink_hash(struct tdm_store *s, int worker, const struct t
 /* Stage 2: the slot of hash h was prefetched PF_LAG announcements ago; prefetch its entry.
  * always_inline: GCC counts __builtin_prefetch as no side effect, so as a function of its own
  * this is found "pure", and its call (with no result) is deleted. */
-static inline __attribute__((always_inline)) void prefetch_entry(const struct shard *sh,
+static inline __attribute__((always_inline)) void prefetch_entry(const struct tdm_store_shard *sh,
 								 uint64_t h)
 {
 	uint64_t i = h >> sh->shift;
 
 	for (int n = 0; n < 4; n++, i = (i + 1) & sh->mask) {
-		const struct slot *sl = &sh->slots[i];
+		const struct tdm_store_slot *sl = &sh->slots[i];
 
 		if (!sl->e)
 			return;
@@ -544,13 +533,13 @@ static inline __attribute__((always_inline)) void prefetch_entry(const struct sh
 static void sink_prefetch(void *ctx, int worker, const struct tdm_log_rec *rec)
 {
 	struct tdm_store *s = ctx;
-	struct shard *sh = &s->shards[worker];
+	struct tdm_store_shard *sh = &s->shards[worker];
 	uint64_t h;
 
 	if (sh->pf_head - sh->pf_tail == PF_N) /* put/del will hash it themselves */
 		return;
 	h = tdm_apply_key_hash(rec->key, rec->hdr->key_len);
-	sh->pf[sh->pf_head % PF_N] = (struct pf){ rec->key, h };
+	sh->pf[sh->pf_head % PF_N] = (struct tdm_store_pf){ rec->key, h };
 	sh->pf_head++;
 	__builtin_prefetch(&sh->slots[h >> sh->shift]);
 	if (sh->pf_head - sh->pf_tail > PF_LAG)
@@ -561,14 +550,14 @@ static int sink_put(void *ctx, int worker, const struct tdm_log_rec *rec)
 {
 	const struct tdm_log_rec_hdr *hdr = rec->hdr;
 	uint64_t h = sink_hash(ctx, worker, rec);
-	struct shard *sh = sink_shard(ctx, worker, h);
+	struct tdm_store_shard *sh = sink_shard(ctx, worker, h);
 	int rc;
 
 	if (TDM_APPLY_UNLIKELY(!sh))
 		return -EINVAL;
 	if (TDM_APPLY_UNLIKELY(hdr->key_len > TDM_LOG_MAX_KEY ||
 			       hdr->value_len > TDM_LOG_MAX_VALUE))
-		return check_lengths(hdr->key_len, hdr->value_len);
+		return tdm_store_check_lengths(hdr->key_len, hdr->value_len);
 	rc = shard_put(sh, h, rec->key, hdr->key_len, rec->value, hdr->value_len, hdr->hlc,
 		       hdr->origin);
 	if (TDM_APPLY_UNLIKELY(rc))
@@ -580,7 +569,7 @@ static int sink_put(void *ctx, int worker, const struct tdm_log_rec *rec)
 static int sink_del(void *ctx, int worker, const struct tdm_log_rec *rec)
 {
 	uint64_t h = sink_hash(ctx, worker, rec);
-	struct shard *sh = sink_shard(ctx, worker, h);
+	struct tdm_store_shard *sh = sink_shard(ctx, worker, h);
 
 	if (TDM_APPLY_UNLIKELY(!sh))
 		return -EINVAL;
@@ -588,20 +577,52 @@ static int sink_del(void *ctx, int worker, const struct tdm_log_rec *rec)
 	return 0;
 }
 
+/* Merge mode: a PUT (del false) or DEL record merged with its header's version. */
+static inline int sink_merge(void *ctx, int worker, const struct tdm_log_rec *rec, bool del)
+{
+	const struct tdm_log_rec_hdr *hdr = rec->hdr;
+	uint64_t h = sink_hash(ctx, worker, rec);
+	struct tdm_store_shard *sh = sink_shard(ctx, worker, h);
+	uint32_t vlen = del ? 0 : hdr->value_len;
+	int rc;
+
+	if (TDM_APPLY_UNLIKELY(!sh))
+		return -EINVAL;
+	if (TDM_APPLY_UNLIKELY(hdr->key_len > TDM_LOG_MAX_KEY || vlen > TDM_LOG_MAX_VALUE))
+		return tdm_store_check_lengths(hdr->key_len, vlen);
+	rc = tdm_store_merge_write(ctx, sh, h, &(struct tdm_store_in){
+		rec->key, hdr->key_len, del ? NULL : rec->value, vlen, hdr->hlc, hdr->origin,
+		del });
+	if (TDM_APPLY_UNLIKELY(rc))
+		return TDM_ERR(rc, "store shard %d: no memory for a key of %u bytes and a value "
+			       "of %u bytes", worker, hdr->key_len, vlen);
+	return 0;
+}
+
+static int sink_merge_put(void *ctx, int worker, const struct tdm_log_rec *rec)
+{
+	return sink_merge(ctx, worker, rec, false);
+}
+
+static int sink_merge_del(void *ctx, int worker, const struct tdm_log_rec *rec)
+{
+	return sink_merge(ctx, worker, rec, true);
+}
+
 static int sink_end(void *ctx, int worker, uint64_t applied)
 {
 	struct tdm_store *s = ctx;
 
 	s->shards[worker].pf_head = s->shards[worker].pf_tail = 0; /* drop what was not applied */
-	shard_unlock(&s->shards[worker]);
+	tdm_store_unlock(&s->shards[worker]);
 	return 0;
 }
 
 TDM_API void tdm_store_sink(struct tdm_store *s, struct tdm_apply_sink *out)
 {
 	out->begin_batch = sink_begin;
-	out->put = sink_put;
-	out->del = sink_del;
+	out->put = s->merge ? sink_merge_put : sink_put;
+	out->del = s->merge ? sink_merge_del : sink_del;
 	out->end_batch = sink_end;
 	out->ctx = s;
 	out->prefetch = sink_prefetch;

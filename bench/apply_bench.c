@@ -18,8 +18,13 @@
  * without the time other processes had the core) are reported. The machine is shared and noisy:
  * run it several times and take the best.
  *
+ * --merge 1 makes the stores of the sink and apply runs multi-primary (merge mode): every record
+ * is then compared with the stored version (hlc, origin) before it replaces it. The records'
+ * hlcs rise, so each one wins, as most do in a real cluster; no conflict is counted.
+ *
  * Usage: apply_bench [--records N] [--keys K] [--workers W] [--mem-keys M] [--prefetch 0|1]
  *                    [--sink 0|1]   (0: leave out the sink-alone run, e.g. under perf)
+ *                    [--merge 0|1]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,7 +52,23 @@ struct opts {
 	uint32_t mem_keys;
 	int prefetch; /* 0: the sink's prefetch hook is left out (to measure what it brings) */
 	int sink;     /* 0: no sink-alone run */
+	int merge;    /* 1: merge-mode stores (sink and apply runs) */
 };
+
+static int new_store(const struct opts *o, int shards, struct tdm_store **s)
+{
+	struct tdm_store_config c;
+
+	tdm_store_config_defaults(&c);
+	c.shards = shards;
+	c.merge = o->merge != 0;
+	return tdm_store_create_cfg(&c, s);
+}
+
+static const char *mode(const struct opts *o)
+{
+	return o->merge ? ", merge mode" : "";
+}
 
 static uint64_t mix(uint64_t x)
 {
@@ -148,7 +169,7 @@ static int bench_apply(const struct opts *o)
 	uint64_t ns = 0, cpu = 0;
 	int rc;
 
-	if ((rc = open_log(&log)) || (rc = tdm_store_create(o->workers, &s)))
+	if ((rc = open_log(&log)) || (rc = new_store(o, o->workers, &s)))
 		goto out;
 	tdm_apply_config_defaults(&cfg);
 	cfg.log = log;
@@ -170,9 +191,10 @@ static int bench_apply(const struct opts *o)
 		}
 		ns += (uint64_t)t;
 	}
-	printf("dispatch+apply, one thread, %d worker(s)%s: %" PRIu64 " records over %u keys "
+	printf("dispatch+apply, one thread, %d worker(s)%s%s: %" PRIu64 " records over %u keys "
 	       "(%" PRIu64 " in the store): wall %.3f s = %.2f M records/s; thread CPU %.3f s = "
-	       "%.2f M records/s\n", o->workers, o->prefetch ? "" : ", no prefetch", o->records,
+	       "%.2f M records/s\n", o->workers, o->prefetch ? "" : ", no prefetch", mode(o),
+	       o->records,
 	       o->keys, tdm_store_count(s), ns / 1e9, o->records / (ns / 1e3), cpu / 1e9,
 	       o->records / (cpu / 1e3));
 out:
@@ -218,7 +240,7 @@ static int bench_sink(const struct opts *o)
 	struct tdm_apply_sink sink;
 	struct tdm_store *s;
 	uint64_t ns = 0;
-	int rc = tdm_store_create(1, &s);
+	int rc = new_store(o, 1, &s);
 
 	if (rc)
 		return rc;
@@ -242,8 +264,9 @@ static int bench_sink(const struct opts *o)
 		sink.end_batch(sink.ctx, 0, 0);
 		ns += tdm_bench_now_ns() - t0;
 	}
-	printf("store sink alone%s: %.1f ns per put = %.2f M puts/s over %u keys (%" PRIu64
-	       " in the store)\n", o->prefetch ? "" : ", no prefetch", (double)ns / o->records,
+	printf("store sink alone%s%s: %.1f ns per put = %.2f M puts/s over %u keys (%" PRIu64
+	       " in the store)\n", o->prefetch ? "" : ", no prefetch", mode(o),
+	       (double)ns / o->records,
 	       o->records / (ns / 1e3), o->keys, tdm_store_count(s));
 	tdm_store_destroy(s);
 	return rc;
@@ -303,7 +326,7 @@ static int bench_memory(const struct opts *o)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	*o = (struct opts){ .records = 4000000, .keys = 1000000, .workers = 1,
-			    .mem_keys = 1000000, .prefetch = 1, .sink = 1 };
+			    .mem_keys = 1000000, .prefetch = 1, .sink = 1, .merge = 0 };
 	for (int i = 1; i + 1 < argc; i += 2) {
 		unsigned long long v = strtoull(argv[i + 1], NULL, 10);
 
@@ -319,6 +342,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->prefetch = v != 0;
 		else if (!strcmp(argv[i], "--sink"))
 			o->sink = v != 0;
+		else if (!strcmp(argv[i], "--merge"))
+			o->merge = v != 0;
 		else
 			return -EINVAL;
 	}
@@ -334,7 +359,7 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &o)) {
 		fprintf(stderr, "usage: %s [--records N] [--keys K] [--workers W] [--mem-keys M] "
-			"[--prefetch 0|1] [--sink 0|1]\n", argv[0]);
+			"[--prefetch 0|1] [--sink 0|1] [--merge 0|1]\n", argv[0]);
 		return 2;
 	}
 	if (!tdm_bench_scratch_dir())

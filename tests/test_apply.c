@@ -575,9 +575,14 @@ static void test_snapshot_damage(void **state)
 	write_file(bad, copy, len);
 	expect_load(b, bad, TDM_ERR_CORRUPT, "bad magic");
 	memcpy(copy, img, len);
-	copy[8] = 2; /* version 2 */
+	copy[8] = 9; /* version 9 (1 and 2 are known) */
 	write_file(bad, copy, len);
-	expect_load(b, bad, TDM_ERR_VERSION, "version 2");
+	expect_load(b, bad, TDM_ERR_VERSION, "version 9");
+	memcpy(copy, img, len);
+	copy[48 + 18] = 1; /* the first entry's flags: a tombstone mark in a version 1 file */
+	fix_crc(copy, len);
+	write_file(bad, copy, len);
+	expect_load(b, bad, TDM_ERR_CORRUPT, "bad flags");
 	memcpy(copy, img, len);
 	copy[32] ^= 0x01; /* the header's digest, with a CRC that matches the change */
 	fix_crc(copy, len);
