@@ -1,12 +1,15 @@
 #!/bin/bash
 # End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c), and of the command-line
-# errors of `tandemctl status|get|digest` (tools/ctl_node.c) when no node runs.
+# errors of `tandemctl status|get|digest` (tools/ctl_node.c) and `tandemctl switchover|promote|
+# cut|heal` (tools/ctl_failover.c) when no node runs.
 #
 #   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
 #
 # MKLOG (tests/mklog.c) writes a multi-segment log with deterministic records and lists their
 # positions; the tool's output is checked against that list, then against damaged copies of the
 # log (a flipped byte in a middle segment, a middle segment removed) and bad command lines.
+# MKLOG also cuts a second log with tdm_log_truncate; dump reads the side file it leaves, and
+# damaged copies of it.
 # Exit codes checked: 0 sound, 1 error found, 2 usage. Stops at the first failed assertion
 # (expected vs got, and the command's output); the last line is "N passed, 0 failed".
 # Exits 77 (skipped) when mklog cannot open a log because io_uring is unavailable.
@@ -103,10 +106,11 @@ expect_py() { # DESC PYTHON-CODE [ARGS...]: the code prints "" on success, else 
 
 # ---- Make the log ----
 
-# mklog DIR: write the log; its listing goes to DIR.list. 77 from mklog skips the whole test.
+# mklog DIR [CUT SIDE_FILE]: write the log (and cut it); its listing goes to DIR.list. 77 from
+# mklog skips the whole test.
 mklog() {
 	local rc=0 pid
-	"$MKLOG" "$1" "$COUNT" "$SEG" >"$1.list" 2>"$TMP/mklog.err" &
+	"$MKLOG" "$1" "$COUNT" "$SEG" "${@:2}" >"$1.list" 2>"$TMP/mklog.err" &
 	pid=$!
 	SHM_FILES+=("/dev/shm/tdm-mklog-$pid")
 	wait "$pid" || rc=$?
@@ -241,6 +245,85 @@ expect_in "dump --from 12x: names the value" "$ERR" "'12x' is not a number"
 
 expect_eq "verify and dump changed nothing in the log" "$SUM_BEFORE" \
 	"$(cd "$LOG" && sha256sum -- * | sort)"
+
+# ---- dump of a side file (the records tdm_log_truncate moved out of a log) ----
+
+CUTLOG=$TMP/cutlog
+SIDE=$TMP/side.records
+NCUT=300             # the last NCUT records are cut: more than one segment's worth
+CUTK=$((COUNT - NCUT))
+mklog "$CUTLOG" "$CUTK" "$SIDE"
+CUT=$(awk '$1 == "cut" { print $2 }' "$CUTLOG.list")
+expect_eq "mklog cut at record $CUTK's position" "${POS[$CUTK]}" "$CUT"
+expect_eq "mklog's cut moved $NCUT records" "$NCUT" "$(awk '$1 == "cut" { print $3 }' "$CUTLOG.list")"
+expect_eq "the cut spans a segment boundary" 1 "$((CUT / SEG < LAST / SEG))"
+run "$CTL" log verify "$CUTLOG"
+expect_rc "verify the cut log: exit 0" 0
+expect_eq "verify the cut log: it ends at the cut" "$CUT" "$(awk '$1 == "end" { print $2 }' "$OUT")"
+
+run "$CTL" log dump "$SIDE"
+expect_rc "dump side file: exit 0" 0
+expect_in "dump side file: the header line" "$OUT" \
+	"# side file $SIDE: $NCUT records cut from the log of node 1 (cluster 7) at position $CUT"
+expect_in "dump side file: where the log ended" "$OUT" "that log ended at $END"
+expect_eq "dump side file: the header is the first line" "#" "$(head -c 1 "$OUT")"
+expect_eq "dump side file: positions are the cut records'" \
+	"$(printf '%s\n' "${POS[@]:$CUTK}")" "$(grep -v '^#' "$OUT" | awk '{ print $1 }')"
+expect_eq "dump side file: types are the cut records'" \
+	"$(printf '%s\n' "${TYPES[@]:$CUTK}")" "$(grep -v '^#' "$OUT" | awk '{ print $2 }')"
+expect_eq "dump side file: nothing on stderr" "" "$(cat "$ERR")"
+
+run "$CTL" log dump --json "$SIDE"
+expect_rc "dump --json side file: exit 0" 0
+expect_py "dump --json side file: a header object, then the records" '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+h, recs = lines[0], lines[1:]
+want = {"side_file": sys.argv[2], "node_id": 1, "cluster_id": 7, "first": int(sys.argv[3]),
+        "end": int(sys.argv[4]), "epoch": 0, "count": len(sys.argv) - 5}
+bad = [f"{k}={h.get(k)!r} (want {w!r})" for k, w in want.items() if h.get(k) != w]
+pos = [int(p) for p in sys.argv[5:]]
+got = [r["position"] for r in recs]
+if got != pos:
+    bad.append(f"positions {got[:5]}... ({len(got)}), want {pos[:5]}... ({len(pos)})")
+print("; ".join(bad))
+' "$OUT" "$SIDE" "$CUT" "$END" "${POS[@]:$CUTK}"
+
+run "$CTL" log dump --from "$((${POS[$((CUTK + 5))]} - 1))" -n 3 "$SIDE"
+expect_rc "dump --from -n 3 side file: exit 0" 0
+expect_eq "dump --from -n 3 side file: three records from $((CUTK + 5))" \
+	"$(printf '%s\n' "${POS[@]:$((CUTK + 5)):3}")" "$(grep -v '^#' "$OUT" | awk '{ print $1 }')"
+
+# A flipped byte in the side file's first record (its hlc, file offset 64 + 16): exit 1, named.
+cp -- "$SIDE" "$TMP/side.flipped"
+python3 -c '
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(80)
+    b = f.read(1)[0]
+    f.seek(80)
+    f.write(bytes([b ^ 0x10]))
+' "$TMP/side.flipped"
+run "$CTL" log dump "$TMP/side.flipped"
+expect_rc "dump side file, flipped byte: exit 1" 1
+expect_in "dump side file, flipped byte: names the file and offset" "$ERR" \
+	"error in $TMP/side.flipped at byte offset 64: the record at position $CUT fails its checks"
+expect_eq "dump side file, flipped byte: the header, no record" 1 "$(wc -l <"$OUT")"
+head -c -8 -- "$SIDE" >"$TMP/side.short"
+run "$CTL" log dump "$TMP/side.short"
+expect_rc "dump side file cut short: exit 1" 1
+expect_in "dump side file cut short: says so" "$ERR" \
+	"the file ends inside record $((NCUT - 1)) of $NCUT"
+expect_eq "dump side file cut short: the records before" "$((NCUT - 1))" "$(grep -vc '^#' "$OUT")"
+cp -- "$SIDE" "$TMP/side.badhdr"
+printf '\x01' | dd of="$TMP/side.badhdr" bs=1 seek=40 conv=notrunc status=none
+run "$CTL" log dump "$TMP/side.badhdr"
+expect_rc "dump side file, damaged header: exit 1" 1
+expect_in "dump side file, damaged header: says so" "$ERR" \
+	"error in $TMP/side.badhdr at byte offset 0: the header fails its checksum"
+run "$CTL" log dump "$LOG.list"
+expect_rc "dump a file that is not a side file: exit 1" 1
+expect_in "dump a file that is not a side file: says so" "$ERR" "not a tandem side file"
 
 # ---- A flipped byte inside a record of a middle segment ----
 
@@ -377,7 +460,7 @@ printf '[node]\nid = 1\nrole = leader\n' >"$TMP/bad.ini"
 run "$CTL" status --config "$TMP/bad.ini"
 expect_rc "status --config with a bad file: exit 2" 2
 expect_in "status --config with a bad file: file, line and key" "$ERR" \
-	"$TMP/bad.ini:3: [node] role = leader: unknown value; write primary or replica"
+	"$TMP/bad.ini:3: [node] role = leader: unknown value; write primary, replica or witness"
 printf '[node]\nid = 1\n' >"$TMP/nodir.ini"
 run "$CTL" status --config "$TMP/nodir.ini"
 expect_rc "status --config without data_dir: exit 2" 2
@@ -398,10 +481,83 @@ run "$CTL" digest --dir "$TMP/empty" --hex
 expect_rc "digest --hex: exit 2" 2
 expect_in "digest --hex: names the option" "$ERR" "unknown option '--hex'"
 
+# ---- switchover, promote, cut, heal without a running node (running clusters:
+# tests/test_failover.c) ----
+
+run "$CTL" switchover --dir "$TMP/empty"
+expect_rc "switchover without NODE: exit 2" 2
+expect_in "switchover without NODE: says so" "$ERR" "missing NODE"
+run "$CTL" switchover 2
+expect_rc "switchover without --dir or --config: exit 2" 2
+expect_in "switchover without --dir: says what is missing" "$ERR" \
+	"missing --dir DATA_DIR or --config FILE"
+run "$CTL" switchover --dir "$TMP/empty" two
+expect_rc "switchover NODE two: exit 2" 2
+expect_in "switchover NODE two: names the value" "$ERR" "NODE: 'two' is not a node id (1..65535)"
+run "$CTL" switchover --dir "$TMP/empty" 0
+expect_rc "switchover NODE 0: exit 2" 2
+expect_in "switchover NODE 0: names the value" "$ERR" "NODE: '0' is not a node id"
+run "$CTL" switchover --dir "$TMP/empty" 65536
+expect_rc "switchover NODE 65536: exit 2" 2
+expect_in "switchover NODE 65536: names the value" "$ERR" "NODE: '65536' is not a node id"
+run "$CTL" switchover --dir "$TMP/empty" 2 3
+expect_rc "switchover NODE extra: exit 2" 2
+expect_in "switchover NODE extra: names the argument" "$ERR" "unexpected argument '3'"
+run "$CTL" switchover --dir "$TMP/empty" --force 2
+expect_rc "switchover --force: exit 2" 2
+expect_in "switchover --force: names the option" "$ERR" "unknown option '--force'"
+run "$CTL" switchover --dir "$TMP/nonexistent" 2
+expect_rc "switchover on a missing directory: exit 2" 2
+expect_in "switchover on a missing directory: names it" "$ERR" "DATA_DIR '$TMP/nonexistent'"
+run "$CTL" switchover --dir "$TMP/empty" 2
+expect_rc "switchover, no node: exit 1" 1
+expect_in "switchover, no node: says so" "$ERR" \
+	"tandemctl switchover: no node is running in $TMP/empty"
+expect_eq "switchover, no node: nothing on stdout" "" "$(cat "$OUT")"
+run "$CTL" switchover --config "$TMP/node.ini" 2
+expect_rc "switchover --config, no node: exit 1" 1
+expect_in "switchover --config: the config's data_dir" "$ERR" "no node is running in $TMP/empty"
+run "$CTL" promote
+expect_rc "promote without --dir or --config: exit 2" 2
+expect_in "promote without --dir: says what is missing" "$ERR" \
+	"missing --dir DATA_DIR or --config FILE"
+run "$CTL" promote --dir "$TMP/empty" 2
+expect_rc "promote with an argument: exit 2" 2
+expect_in "promote with an argument: names it" "$ERR" "unexpected argument '2'"
+run "$CTL" promote --dir "$TMP/empty" --force=yes
+expect_rc "promote --force=yes: exit 2" 2
+expect_in "promote --force=yes: names the option" "$ERR" "option '--force' takes no value"
+run "$CTL" promote --dir "$TMP/empty"
+expect_rc "promote, no node: exit 1" 1
+expect_in "promote, no node: says so" "$ERR" "tandemctl promote: no node is running in $TMP/empty"
+run "$CTL" promote -f --config "$TMP/node.ini"
+expect_rc "promote -f --config, no node: exit 1" 1
+expect_in "promote -f --config, no node: says so" "$ERR" "no node is running in $TMP/empty"
+run "$CTL" cut --dir "$TMP/empty"
+expect_rc "cut without PEER: exit 2" 2
+expect_in "cut without PEER: says so" "$ERR" "missing PEER"
+run "$CTL" cut --dir "$TMP/empty" none
+expect_rc "cut PEER none: exit 2" 2
+expect_in "cut PEER none: names the value" "$ERR" "PEER: 'none' is not a node id (1..65535, or all)"
+run "$CTL" heal --dir "$TMP/empty" -1
+expect_rc "heal -1: exit 2" 2
+expect_in "heal -1: names the option" "$ERR" "unknown option '-1'"
+run "$CTL" heal all
+expect_rc "heal without --dir or --config: exit 2" 2
+expect_in "heal without --dir: says what is missing" "$ERR" "missing --dir DATA_DIR or --config FILE"
+run "$CTL" cut --dir "$TMP/empty" all
+expect_rc "cut all, no node: exit 1" 1
+expect_in "cut all, no node: says so" "$ERR" "tandemctl cut: no node is running in $TMP/empty"
+run "$CTL" heal --dir "$TMP/empty" 3
+expect_rc "heal 3, no node: exit 1" 1
+expect_in "heal 3, no node: says so" "$ERR" "tandemctl heal: no node is running in $TMP/empty"
+expect_eq "heal 3, no node: nothing on stdout" "" "$(cat "$OUT")"
+
 # ---- Help ----
 
 for args in "--help" "log --help" "log verify --help" "log dump --help" "log help dump" "help log" \
-	"status --help" "get --help" "digest --help" "help status"; do
+	"status --help" "get --help" "digest --help" "help status" "switchover --help" \
+	"promote --help" "cut --help" "heal --help" "help switchover"; do
 	# shellcheck disable=SC2086 # split the words on purpose
 	run "$CTL" $args
 	expect_rc "tandemctl $args: exit 0" 0

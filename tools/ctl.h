@@ -3,8 +3,9 @@
  *
  * tandemctl is a tree of commands: `tandemctl GROUP COMMAND [OPTIONS] ARGS`. Each level is a
  * table of struct tdm_ctl_cmd run by tdm_ctl_dispatch(), which handles `--help` and unknown
- * names the same way at every level. A new command (status, get, digest, promote, switchover)
- * is a file with a run function and one row in the top-level table in tandemctl.c.
+ * names the same way at every level. A new command is a file with a run function and one row in
+ * the top-level table in tandemctl.c; commands about a running node share the parsing of
+ * --dir/--config (tdm_ctl_node_parse).
  *
  * Exit status of every command: 0 success, 1 the command ran and found or met an error,
  * 2 usage error (bad option, missing or malformed argument).
@@ -79,17 +80,11 @@ void tdm_ctl_print_escaped(FILE *f, const uint8_t *s, size_t n, size_t max);
  */
 void tdm_ctl_json_str(FILE *f, const void *s, size_t n, bool bytes);
 
-/**
- * The calling thread's tdm_errmsg() without the "function:line: " that TDM_ERR() puts first
- * (that is for developers; the rest names the file, key or directory and what to do).
- * @return the text, or NULL when there is no message. Inline: tandemd shares it.
- */
-static inline const char *tdm_ctl_errmsg(void)
+/* m without one leading "function:line: ", or m itself. */
+static inline const char *tdm_ctl_skip_where(const char *m)
 {
-	const char *m = tdm_errmsg(), *p = m;
+	const char *p = m;
 
-	if (*m == '\0')
-		return NULL;
 	while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 	       (*p >= '0' && *p <= '9'))
 		p++;
@@ -100,10 +95,90 @@ static inline const char *tdm_ctl_errmsg(void)
 	return p[0] == ':' && p[1] == ' ' ? p + 2 : m;
 }
 
+/**
+ * The calling thread's tdm_errmsg() without the "function:line: " that TDM_ERR() puts first
+ * (that is for developers; the rest names the file, key or directory and what to do), nor
+ * the node's own, which a control request's answer carries after ours.
+ * @return the text, or NULL when there is no message. Inline: tandemd shares it.
+ */
+static inline const char *tdm_ctl_errmsg(void)
+{
+	const char *m = tdm_errmsg(), *p;
+
+	if (*m == '\0')
+		return NULL;
+	while ((p = tdm_ctl_skip_where(m)) != m)
+		m = p;
+	return m;
+}
+
+/* ---- Commands about a running node: which node (--dir or --config) and their options ---- */
+
+/** A parsed command line of a node command (ctl_node.c, ctl_failover.c). */
+struct tdm_ctl_node_args {
+	const char *dir;     /**< --dir */
+	const char *config;  /**< --config */
+	char data_dir[256];  /**< from either (struct tdm_config's data_dir) */
+	bool json;           /**< --json (status, digest) */
+	bool hex;            /**< --hex (get) */
+	bool force;          /**< --force (promote) */
+	uint64_t watch;      /**< --watch SECONDS (status); 0 = once */
+	const char *operand; /**< the command's one argument (KEY, NODE, PEER), NULL if none */
+};
+
+/** A node command's command line: the options it takes (getopt returns no others), its help
+ *  and the name of its one argument. */
+struct tdm_ctl_node_cmd {
+	const char *path;      /**< "tandemctl status" */
+	const char *shortopts; /**< ":d:c:h" and the command's own */
+	const struct option *opts;
+	void (*help)(void);
+	const char *operand;   /**< "KEY", "NODE", ...: a required argument; NULL: none */
+};
+
+/** The options every node command takes, for its getopt table and its help. */
+#define TDM_CTL_TARGET_OPTS                                                                  \
+	{ "dir", required_argument, NULL, 'd' }, { "config", required_argument, NULL, 'c' }, \
+	{ "help", no_argument, NULL, 'h' }
+
+#define TDM_CTL_TARGET_HELP                                                                  \
+	"  -d, --dir DATA_DIR   the node's data directory\n"                                 \
+	"  -c, --config FILE    the node's configuration file (its [node] data_dir)\n"
+
+/**
+ * Parse a node command's line into a: options, the operand when c->operand is set, and the
+ * node's data_dir (from --dir or --config; it must be a directory).
+ * @return -1 to run the command; TDM_CTL_EXIT_OK after --help; TDM_CTL_EXIT_USAGE after
+ *         printing a usage error.
+ */
+int tdm_ctl_node_parse(const struct tdm_ctl_node_cmd *c, int argc, char **argv,
+		       struct tdm_ctl_node_args *a);
+
+struct tdm_status;
+
+/**
+ * tdm_status_read(dir) returned rc (not 0): say that no node runs in dir, or that the one
+ * that ran there stopped (st: its last status, which pid and when). @return TDM_CTL_EXIT_ERROR.
+ */
+int tdm_ctl_not_running(const char *path, const char *dir, int rc, const struct tdm_status *st);
+
+/**
+ * A request to the node at dir failed with rc (tdm_errmsg says why): print whether the node is
+ * not running, or what it answered. @return TDM_CTL_EXIT_ERROR.
+ */
+int tdm_ctl_request_failed(const char *path, const char *dir, int rc);
+
 /** tandemctl status|get|digest: a running node's status, keys and digest (ctl_node.c). */
 int tdm_ctl_status_run(int argc, char **argv);
 int tdm_ctl_get_run(int argc, char **argv);
 int tdm_ctl_digest_run(int argc, char **argv);
+
+/** tandemctl switchover|promote|cut|heal: failover by hand, and fault injection
+ *  (ctl_failover.c). */
+int tdm_ctl_switchover_run(int argc, char **argv);
+int tdm_ctl_promote_run(int argc, char **argv);
+int tdm_ctl_cut_run(int argc, char **argv);
+int tdm_ctl_heal_run(int argc, char **argv);
 
 /** tandemctl log ...: offline inspection of a log directory (ctl_log.c). */
 int tdm_ctl_log_run(int argc, char **argv);

@@ -1,5 +1,6 @@
 /*
- * tandemctl status|get|digest: a node seen from outside while it runs.
+ * tandemctl status|get|digest: a node seen from outside while it runs, and the parsing of
+ * --dir/--config that every command about a running node shares (ctl_failover.c too).
  *
  * status reads the node's status file in its data_dir (shared memory the node refreshes every
  * status interval) without attaching to its log, so it works while the node is busy; get and
@@ -30,35 +31,11 @@
 
 /* ---- Arguments: which node (--dir DATA_DIR or --config FILE) and each command's options ---- */
 
-struct args {
-	const char *dir;    /* --dir */
-	const char *config; /* --config */
-	char data_dir[sizeof(((struct tdm_config *)0)->data_dir)]; /* from either */
-	bool json;          /* --json (status, digest) */
-	bool hex;           /* --hex (get) */
-	uint64_t watch;     /* --watch SECONDS (status); 0 = once */
-	const char *key;    /* KEY (get) */
-};
-
-/* A command's command line: the options it takes (getopt returns no others) and its help. */
-struct cmd_line {
-	const char *path;
-	const char *shortopts;
-	const struct option *opts;
-	void (*help)(void);
-	bool key;           /* takes KEY */
-};
-
-#define TARGET_OPTS                                                                          \
-	{ "dir", required_argument, NULL, 'd' }, { "config", required_argument, NULL, 'c' }, \
-	{ "help", no_argument, NULL, 'h' }
-
-#define TARGET_HELP                                                                          \
-	"  -d, --dir DATA_DIR   the node's data directory\n"                                 \
-	"  -c, --config FILE    the node's configuration file (its [node] data_dir)\n"
+_Static_assert(sizeof(((struct tdm_ctl_node_args *)0)->data_dir) ==
+	       sizeof(((struct tdm_config *)0)->data_dir), "data_dir: the config's size");
 
 /* a->data_dir from --dir or --config; it must be a directory. @return 0 or usage exit. */
-static int resolve(const char *path, struct args *a)
+static int resolve(const char *path, struct tdm_ctl_node_args *a)
 {
 	struct tdm_config *cfg;
 	struct stat st;
@@ -94,8 +71,8 @@ static int resolve(const char *path, struct args *a)
 	return 0;
 }
 
-/* @return -1 to run the command with a, or an exit code (help shown, usage error). */
-static int parse_args(const struct cmd_line *c, int argc, char **argv, struct args *a)
+int tdm_ctl_node_parse(const struct tdm_ctl_node_cmd *c, int argc, char **argv,
+		       struct tdm_ctl_node_args *a)
 {
 	int ret;
 
@@ -107,6 +84,7 @@ static int parse_args(const struct cmd_line *c, int argc, char **argv, struct ar
 		case 'c': a->config = optarg; break;
 		case 'j': a->json = true; break;
 		case 'x': a->hex = true; break;
+		case 'f': a->force = true; break;
 		case 'w':
 			if (tdm_ctl_parse_u64(c->path, "--watch", optarg, &a->watch) != 0)
 				return TDM_CTL_EXIT_USAGE;
@@ -118,10 +96,10 @@ static int parse_args(const struct cmd_line *c, int argc, char **argv, struct ar
 		default: return tdm_ctl_bad_option(c->path, ret, argv, c->opts);
 		}
 	}
-	if (c->key && optind >= argc)
-		return tdm_ctl_usage_error(c->path, "missing KEY");
-	if (c->key)
-		a->key = argv[optind++];
+	if (c->operand != NULL && optind >= argc)
+		return tdm_ctl_usage_error(c->path, "missing %s", c->operand);
+	if (c->operand != NULL)
+		a->operand = argv[optind++];
 	if (optind < argc)
 		return tdm_ctl_usage_error(c->path, "unexpected argument '%s'", argv[optind]);
 	return resolve(c->path, a) != 0 ? TDM_CTL_EXIT_USAGE : -1;
@@ -231,18 +209,63 @@ static void behind(uint64_t tail, uint64_t pos, uint64_t lag_ns, char *buf, size
 
 /* ---- status ---- */
 
+/* "replica of 2, streaming", "primary, FENCED", "witness": the node's role, as a phrase. */
+static void role_phrase(const struct tdm_status *st, char *buf, size_t cap)
+{
+	const char *role = tdm_role_name((enum tdm_role)st->role);
+
+	if (st->role == TDM_ROLE_REPLICA && st->primary_id != 0)
+		snprintf(buf, cap, "%s of %u, %s", role, st->primary_id,
+			 tdm_peer_state_name((enum tdm_peer_state)st->replica_state));
+	else if (st->role == TDM_ROLE_REPLICA)
+		snprintf(buf, cap, "%s, no primary known", role);
+	else
+		snprintf(buf, cap, "%s%s", role, st->fenced ? ", FENCED" : "");
+}
+
+/* Election figures, the last failover and the note (engine/election.c). */
+static void status_failover(const struct tdm_status *st)
+{
+	char t[24], when[96], took[24];
+
+	if (st->failover_timeout_ms != 0)
+		snprintf(t, sizeof(t), "%" PRIu64 " ms", st->failover_timeout_ms);
+	else
+		snprintf(t, sizeof(t), "none");
+	printf("  %-10s timeout %s, leader %s%u (epoch %" PRIu32 "), voted in epoch %" PRIu32
+	       ", elections %" PRIu64 " (won %" PRIu64 ")\n", "failover", t,
+	       st->primary_id != 0 ? "node " : "unknown", st->primary_id, st->epoch,
+	       st->voted_epoch, st->elections, st->elections_won);
+	if (st->last_failover_ns != 0) {
+		human_when(st->last_failover_ns, when, sizeof(when));
+		human_ns(st->last_failover_duration_ns, took, sizeof(took));
+		printf("  %-10s %s, %s without a primary\n", "", when, took);
+	} else {
+		printf("  %-10s no failover seen by this node\n", "");
+	}
+	if (st->fenced)
+		printf("  %-10s FENCED: writes refused until a majority is heard again\n", "");
+	if (st->failover_note[0] != '\0')
+		printf("  %-10s %.*s\n", "note", (int)sizeof(st->failover_note), st->failover_note);
+}
+
 static void status_header(const char *dir, const struct tdm_status *st)
 {
-	char up[24], rate[24], bytes[24], store[24], dur[24], app[24];
+	char role[64], up[24], rate[24], bytes[24], store[24], dur[24], app[24];
 
 	human_uptime(st->uptime_ns, up, sizeof(up));
-	printf("node %u (%s", st->node_id, tdm_role_name((enum tdm_role)st->role));
-	if (st->role == TDM_ROLE_REPLICA)
-		printf(" of %u, %s", st->primary_id,
-		       tdm_peer_state_name((enum tdm_peer_state)st->replica_state));
-	printf(")  epoch %" PRIu32 "  pid %" PRId32 "  up %s  data_dir %s\n", st->epoch, st->pid,
-	       up, dir);
+	role_phrase(st, role, sizeof(role));
+	printf("node %u (%s)  epoch %" PRIu32 "  pid %" PRId32 "  up %s  data_dir %s\n",
+	       st->node_id, role, st->epoch, st->pid, up, dir);
 	printf("  %-10s %s\n", "transport", st->transport);
+	status_failover(st);
+	if (st->role == TDM_ROLE_WITNESS) {
+		printf("  %-10s none: a witness votes and keeps no data\n", "data");
+		printf("  %-10s dropped frames %" PRIu64 " (another cluster: %" PRIu64 ", older "
+		       "epoch: %" PRIu64 ")\n", "events", st->frames_dropped,
+		       st->frames_bad_cluster, st->frames_stale_epoch);
+		return;
+	}
 	printf("  %-10s level %s, quorum %" PRId32 "%s\n", "commit", st->level, st->quorum,
 	       st->degraded ? ", DEGRADED (writes do not wait for the quorum)" : ", not degraded");
 	human_bytes(st->tail > st->durable ? st->tail - st->durable : 0, dur, sizeof(dur));
@@ -257,50 +280,122 @@ static void status_header(const char *dir, const struct tdm_status *st)
 	printf("  %-10s %" PRIu64 " keys, %s, digest %016" PRIx64 " (at applied)\n", "store",
 	       st->keys, store, st->digest);
 	printf("  %-10s timeouts %" PRIu64 "  degrades %" PRIu64 "  resyncs %" PRIu64
-	       "  dropped frames %" PRIu64 " (another cluster: %" PRIu64 ")\n", "events",
-	       st->timeouts, st->degrades, st->resyncs, st->frames_dropped,
-	       st->frames_bad_cluster);
+	       "  dropped frames %" PRIu64 " (another cluster: %" PRIu64 ", older epoch: %"
+	       PRIu64 ")\n", "events", st->timeouts, st->degrades, st->resyncs,
+	       st->frames_dropped, st->frames_bad_cluster, st->frames_stale_epoch);
+}
+
+struct column {
+	const char *title;
+	int width; /* 0: the last column */
+};
+
+static void print_titles(const struct column *cols, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cell(cols[i].title, cols[i].width);
+	putchar('\n');
+}
+
+/* Whether a peer's row holds a stream (a replica of ours, or our primary), not only beats. */
+static bool has_stream(const struct tdm_peer_status *p)
+{
+	return !p->witness && (p->state != TDM_PEER_DOWN || p->sent != 0 || p->received != 0 ||
+			       p->durable != 0 || p->applied != 0 || p->resyncs != 0);
+}
+
+/* Every member as its heartbeats describe it: role, epoch, how long ago it was heard. */
+static void status_members(const struct tdm_status *st)
+{
+	static const struct column cols[] = {
+		{ "PEER", 6 }, { "ROLE", 24 }, { "EPOCH", 7 }, { "STATE", 12 }, { "LINK", 6 },
+		{ "HEARTBEAT", 14 }, { "LOG END", 0 },
+	};
+	enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
+	char c[NCOLS][48], age[24];
+
+	print_titles(cols, NCOLS);
+	for (int i = 0; i < st->n_peers && i < TDM_MAX_PEERS; i++) {
+		const struct tdm_peer_status *p = &st->peers[i];
+		bool heard = p->role != 0;
+		snprintf(c[0], sizeof(c[0]), "%u", p->node_id);
+		if (!heard)
+			snprintf(c[1], sizeof(c[1]), "never heard%s",
+				 p->witness ? " (witness)" : "");
+		else
+			snprintf(c[1], sizeof(c[1]), "%s%s%s",
+				 tdm_role_name((enum tdm_role)p->role),
+				 p->witness && p->role != TDM_ROLE_WITNESS ? " (witness)" : "",
+				 p->fenced ? ", FENCED" : "");
+		if (heard)
+			snprintf(c[2], sizeof(c[2]), "%" PRIu32, p->epoch);
+		else
+			snprintf(c[2], sizeof(c[2]), "-");
+		/* a stream state only where there is a stream (or should be: our replicas) */
+		snprintf(c[3], sizeof(c[3]), "%s", has_stream(p) || (st->role == TDM_ROLE_PRIMARY &&
+			 !p->witness) ? tdm_peer_state_name((enum tdm_peer_state)p->state) : "-");
+		snprintf(c[4], sizeof(c[4]), "%s", p->link_up ? "up" : "down");
+		if (p->beat_age_ns == UINT64_MAX) {
+			snprintf(c[5], sizeof(c[5]), "never");
+		} else {
+			human_ns(p->beat_age_ns, age, sizeof(age));
+			snprintf(c[5], sizeof(c[5]), "%s ago", age);
+		}
+		if (heard && !p->witness)
+			snprintf(c[6], sizeof(c[6]), "%" PRIu64, p->log_end);
+		else
+			snprintf(c[6], sizeof(c[6]), "-");
+		for (size_t j = 0; j < NCOLS; j++)
+			cell(c[j], cols[j].width);
+		putchar('\n');
+	}
+}
+
+/* The log streams: what was sent, and how far each position is behind our tail. */
+static void status_streams(const struct tdm_status *st)
+{
+	static const struct column cols[] = {
+		{ "PEER", 6 }, { "SENT", 14 }, { "RECEIVED", 20 }, { "DURABLE", 20 },
+		{ "APPLIED", 20 }, { "RATE", 24 }, { "RESYNCS", 9 }, { "REWINDS", 0 },
+	};
+	enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
+	char c[NCOLS][64], mb[24], recs[24];
+	bool titles = false;
+
+	for (int i = 0; i < st->n_peers && i < TDM_MAX_PEERS; i++) {
+		const struct tdm_peer_status *p = &st->peers[i];
+		if (!has_stream(p))
+			continue;
+		if (!titles) {
+			printf("\nstreams (bytes / time behind this node's tail)\n");
+			print_titles(cols, NCOLS);
+			titles = true;
+		}
+		snprintf(c[0], sizeof(c[0]), "%u", p->node_id);
+		snprintf(c[1], sizeof(c[1]), "%" PRIu64, p->sent);
+		behind(st->tail, p->received, p->lag_received_ns, c[2], sizeof(c[2]));
+		behind(st->tail, p->durable, p->lag_durable_ns, c[3], sizeof(c[3]));
+		behind(st->tail, p->applied, p->lag_applied_ns, c[4], sizeof(c[4]));
+		snprintf(mb, sizeof(mb), "%.1f", (double)p->bytes_per_s / 1e6);
+		human_count(p->records_per_s, recs, sizeof(recs));
+		snprintf(c[5], sizeof(c[5]), "%s MB/s %s rec/s", mb, recs);
+		snprintf(c[6], sizeof(c[6]), "%" PRIu64, p->resyncs);
+		snprintf(c[7], sizeof(c[7]), "%" PRIu64, p->rewinds);
+		for (size_t j = 0; j < NCOLS; j++)
+			cell(c[j], cols[j].width);
+		putchar('\n');
+	}
 }
 
 static void status_peers(const struct tdm_status *st)
 {
-	static const struct {
-		const char *title;
-		int width;
-	} cols[] = {
-		{ "PEER", 6 }, { "STATE", 12 }, { "LINK", 6 }, { "SENT", 14 }, { "RECEIVED", 20 },
-		{ "DURABLE", 20 }, { "APPLIED", 20 }, { "RATE", 24 }, { "RESYNCS", 9 },
-		{ "REWINDS", 0 },
-	};
-	char c[10][64], mb[24], recs[24];
-
 	if (st->n_peers <= 0) {
 		printf("\nno peers\n");
 		return;
 	}
-	putchar('\n');
-	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
-		cell(cols[i].title, cols[i].width);
-	putchar('\n');
-	for (int i = 0; i < st->n_peers && i < TDM_MAX_PEERS; i++) {
-		const struct tdm_peer_status *p = &st->peers[i];
-		snprintf(c[0], sizeof(c[0]), "%u", p->node_id);
-		snprintf(c[1], sizeof(c[1]), "%s",
-			 tdm_peer_state_name((enum tdm_peer_state)p->state));
-		snprintf(c[2], sizeof(c[2]), "%s", p->link_up ? "up" : "down");
-		snprintf(c[3], sizeof(c[3]), "%" PRIu64, p->sent);
-		behind(st->tail, p->received, p->lag_received_ns, c[4], sizeof(c[4]));
-		behind(st->tail, p->durable, p->lag_durable_ns, c[5], sizeof(c[5]));
-		behind(st->tail, p->applied, p->lag_applied_ns, c[6], sizeof(c[6]));
-		snprintf(mb, sizeof(mb), "%.1f", (double)p->bytes_per_s / 1e6);
-		human_count(p->records_per_s, recs, sizeof(recs));
-		snprintf(c[7], sizeof(c[7]), "%s MB/s %s rec/s", mb, recs);
-		snprintf(c[8], sizeof(c[8]), "%" PRIu64, p->resyncs);
-		snprintf(c[9], sizeof(c[9]), "%" PRIu64, p->rewinds);
-		for (size_t j = 0; j < sizeof(cols) / sizeof(cols[0]); j++)
-			cell(c[j], cols[j].width);
-		putchar('\n');
-	}
+	printf("\npeers (from their heartbeats)\n");
+	status_members(st);
+	status_streams(st);
 }
 
 #define JU64(name, v) printf(",\"%s\":%" PRIu64, name, (uint64_t)(v))
@@ -326,6 +421,18 @@ static void json_peer(const struct tdm_status *st, const struct tdm_peer_status 
 	JU64("retransmit_bytes", p->retransmit_bytes);
 	JU64("naks", p->naks);
 	JU64("last_heard_ns", p->last_heard_ns);
+	if (p->role != 0)
+		printf(",\"role\":\"%s\"", tdm_role_name((enum tdm_role)p->role));
+	else
+		fputs(",\"role\":null", stdout); /* never heard */
+	printf(",\"witness\":%s,\"fenced\":%s", p->witness ? "true" : "false",
+	       p->fenced ? "true" : "false");
+	JU64("epoch", p->epoch);
+	JU64("log_end", p->log_end);
+	if (p->beat_age_ns != UINT64_MAX)
+		JU64("beat_age_ns", p->beat_age_ns);
+	else
+		fputs(",\"beat_age_ns\":null", stdout);
 	putchar('}');
 }
 
@@ -360,6 +467,17 @@ static void status_json(const char *dir, const struct tdm_status *st)
 	JU64("resyncs", st->resyncs);
 	JU64("frames_bad_cluster", st->frames_bad_cluster);
 	JU64("frames_dropped", st->frames_dropped);
+	JU64("frames_stale_epoch", st->frames_stale_epoch);
+	printf(",\"fenced\":%s", st->fenced ? "true" : "false");
+	JU64("failover_timeout_ms", st->failover_timeout_ms);
+	JU64("voted_epoch", st->voted_epoch);
+	JU64("elections", st->elections);
+	JU64("elections_won", st->elections_won);
+	JU64("last_failover_ns", st->last_failover_ns);
+	JU64("last_failover_duration_ns", st->last_failover_duration_ns);
+	fputs(",\"failover_note\":", stdout);
+	tdm_ctl_json_str(stdout, st->failover_note,
+			 strnlen(st->failover_note, sizeof(st->failover_note)), false);
 	JU64("uptime_ns", st->uptime_ns);
 	JU64("updated_ns", st->updated_ns);
 	fputs(",\"peers\":[", stdout);
@@ -371,8 +489,7 @@ static void status_json(const char *dir, const struct tdm_status *st)
 	fputs("]}\n", stdout);
 }
 
-/* The node at dir is not running (or never ran there): say so. @return TDM_CTL_EXIT_ERROR. */
-static int not_running(const char *path, const char *dir, int rc, const struct tdm_status *st)
+int tdm_ctl_not_running(const char *path, const char *dir, int rc, const struct tdm_status *st)
 {
 	char when[96];
 
@@ -390,7 +507,7 @@ static int not_running(const char *path, const char *dir, int rc, const struct t
 }
 
 /* After a control request failed: the node is not running, or it refused or did not answer. */
-static int request_failed(const char *path, const char *dir, int rc)
+int tdm_ctl_request_failed(const char *path, const char *dir, int rc)
 {
 	struct tdm_status st;
 	const char *m = tdm_ctl_errmsg();
@@ -400,7 +517,7 @@ static int request_failed(const char *path, const char *dir, int rc)
 	tdm_err_clear();
 	int src = tdm_status_read(dir, &st);
 	if (src != 0)
-		return not_running(path, dir, src, &st);
+		return tdm_ctl_not_running(path, dir, src, &st);
 	fprintf(stderr, "%s: the node in %s (pid %" PRId32 ") failed the request: %s\n", path,
 		dir, st.pid, msg);
 	return TDM_CTL_EXIT_ERROR;
@@ -410,16 +527,24 @@ static void status_help(void)
 {
 	fputs("Usage: " STATUS_PATH " (--dir DATA_DIR | --config FILE) [--json] [--watch SECONDS]\n"
 	      "\n"
-	      "Show a running node's status: role, epoch, commit level and quorum, its log\n"
-	      "positions (start, tail, durable, applied), write rate, store size and digest,\n"
-	      "counters (commit timeouts, degrades, resyncs, dropped frames), and one row per\n"
-	      "peer: state, link, what was sent, and for received/durable/applied how far the\n"
-	      "peer is behind the tail in bytes and in time, its rate, resyncs and rewinds.\n"
+	      "Show a running node's status: role (primary, replica, candidate, witness), epoch,\n"
+	      "the primary it follows, whether it is fenced; failover: the timeout, elections\n"
+	      "run and won, when the last failover happened and how long the cluster was without\n"
+	      "a primary, and a note on the last election or why there would be no failover;\n"
+	      "commit level and quorum, its log positions (start, tail, durable, applied), write\n"
+	      "rate, store size and digest, counters (commit timeouts, degrades, resyncs, dropped\n"
+	      "frames, frames of an older epoch).\n"
+	      "Then one row per peer from its heartbeats: role (\"never heard\" until its first\n"
+	      "heartbeat), epoch, stream state, link, heartbeat age, where its log ends; and one\n"
+	      "row per log stream (this primary's replicas, or this replica's primary): what was\n"
+	      "sent, and for received/durable/applied how far the peer is behind the tail in\n"
+	      "bytes and in time, its rate, resyncs and rewinds.\n"
 	      "Read from the node's status file, so it works while the node is busy.\n"
 	      "\n"
-	      "Options:\n" TARGET_HELP
+	      "Options:\n" TDM_CTL_TARGET_HELP
 	      "  -j, --json           one JSON object with every field (numbers as numbers;\n"
-	      "                       digest also as digest_hex); with --watch, one per line\n"
+	      "                       digest also as digest_hex; a peer never heard has role\n"
+	      "                       and beat_age_ns null); with --watch, one per line\n"
 	      "  -w, --watch SECONDS  print again every SECONDS (1..86400) until interrupted\n"
 	      "  -h, --help           show this help\n"
 	      "\n"
@@ -437,7 +562,7 @@ static int status_once(const char *dir, bool json, uint64_t watch)
 	memset(&st, 0, sizeof(st));
 	tdm_err_clear();
 	if ((rc = tdm_status_read(dir, &st)) != 0)
-		return not_running(STATUS_PATH, dir, rc, &st);
+		return tdm_ctl_not_running(STATUS_PATH, dir, rc, &st);
 	if (json) {
 		status_json(dir, &st);
 		return TDM_CTL_EXIT_OK;
@@ -456,14 +581,16 @@ static int status_once(const char *dir, bool json, uint64_t watch)
 int tdm_ctl_status_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		TARGET_OPTS,
+		TDM_CTL_TARGET_OPTS,
 		{ "json", no_argument, NULL, 'j' },
 		{ "watch", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct cmd_line cmd = { STATUS_PATH, ":d:c:hjw:", opts, status_help, false };
-	struct args a;
-	int code = parse_args(&cmd, argc, argv, &a);
+	static const struct tdm_ctl_node_cmd cmd = {
+		STATUS_PATH, ":d:c:hjw:", opts, status_help, NULL,
+	};
+	struct tdm_ctl_node_args a;
+	int code = tdm_ctl_node_parse(&cmd, argc, argv, &a);
 
 	if (code >= 0)
 		return code;
@@ -489,7 +616,7 @@ static void get_help(void)
 	      "has applied. The value is printed on one line: printable ASCII as is, '\"' and '\\'\n"
 	      "escaped, other bytes as \\xNN.\n"
 	      "\n"
-	      "Options:\n" TARGET_HELP
+	      "Options:\n" TDM_CTL_TARGET_HELP
 	      "  -x, --hex            print the value as hex digits instead\n"
 	      "  -h, --help           show this help\n"
 	      "\n"
@@ -521,22 +648,22 @@ static int get_value(const char *dir, const char *key, uint8_t **val, uint32_t *
 int tdm_ctl_get_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		TARGET_OPTS,
+		TDM_CTL_TARGET_OPTS,
 		{ "hex", no_argument, NULL, 'x' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct cmd_line cmd = { GET_PATH, ":d:c:hx", opts, get_help, true };
-	struct args a;
+	static const struct tdm_ctl_node_cmd cmd = { GET_PATH, ":d:c:hx", opts, get_help, "KEY" };
+	struct tdm_ctl_node_args a;
 	uint8_t *val = NULL;
 	uint32_t vlen = 0;
-	int rc = parse_args(&cmd, argc, argv, &a);
+	int rc = tdm_ctl_node_parse(&cmd, argc, argv, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (a.key[0] == '\0' || strlen(a.key) > TDM_LOG_MAX_KEY)
+	if (a.operand[0] == '\0' || strlen(a.operand) > TDM_LOG_MAX_KEY)
 		return tdm_ctl_usage_error(GET_PATH, "KEY must be 1..%u bytes", TDM_LOG_MAX_KEY);
 	tdm_err_clear();
-	rc = get_value(a.data_dir, a.key, &val, &vlen);
+	rc = get_value(a.data_dir, a.operand, &val, &vlen);
 	if (rc == 0 && a.hex) {
 		for (uint32_t i = 0; i < vlen; i++)
 			printf("%02x", val[i]);
@@ -548,11 +675,11 @@ int tdm_ctl_get_run(int argc, char **argv)
 	free(val);
 	if (rc == TDM_ERR_NOT_FOUND) {
 		fprintf(stderr, "%s: no key \"", GET_PATH);
-		tdm_ctl_print_escaped(stderr, (const uint8_t *)a.key, strlen(a.key), 64);
+		tdm_ctl_print_escaped(stderr, (const uint8_t *)a.operand, strlen(a.operand), 64);
 		fprintf(stderr, "\" in the node's store (%s)\n", a.data_dir);
 		return TDM_CTL_EXIT_ERROR;
 	}
-	return rc == 0 ? TDM_CTL_EXIT_OK : request_failed(GET_PATH, a.data_dir, rc);
+	return rc == 0 ? TDM_CTL_EXIT_OK : tdm_ctl_request_failed(GET_PATH, a.data_dir, rc);
 }
 
 /* ---- digest ---- */
@@ -565,7 +692,7 @@ static void digest_help(void)
 	      "to and the number of keys. Two nodes with equal positions and equal digests hold\n"
 	      "the same contents.\n"
 	      "\n"
-	      "Options:\n" TARGET_HELP
+	      "Options:\n" TDM_CTL_TARGET_HELP
 	      "  -j, --json           one JSON object: dir, digest (a number), digest_hex,\n"
 	      "                       applied, keys\n"
 	      "  -h, --help           show this help\n"
@@ -577,20 +704,22 @@ static void digest_help(void)
 int tdm_ctl_digest_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		TARGET_OPTS,
+		TDM_CTL_TARGET_OPTS,
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct cmd_line cmd = { DIGEST_PATH, ":d:c:hj", opts, digest_help, false };
+	static const struct tdm_ctl_node_cmd cmd = {
+		DIGEST_PATH, ":d:c:hj", opts, digest_help, NULL,
+	};
 	uint64_t digest = 0, applied = 0, keys = 0;
-	struct args a;
-	int rc = parse_args(&cmd, argc, argv, &a);
+	struct tdm_ctl_node_args a;
+	int rc = tdm_ctl_node_parse(&cmd, argc, argv, &a);
 
 	if (rc >= 0)
 		return rc;
 	tdm_err_clear();
 	if ((rc = tdm_ctl_digest(a.data_dir, &digest, &applied, &keys)) != 0)
-		return request_failed(DIGEST_PATH, a.data_dir, rc);
+		return tdm_ctl_request_failed(DIGEST_PATH, a.data_dir, rc);
 	if (a.json) {
 		fputs("{\"dir\":", stdout);
 		tdm_ctl_json_str(stdout, a.data_dir, strlen(a.data_dir), false);

@@ -13,13 +13,28 @@
 #include <strings.h>
 
 static const char help_text[] =
-"Usage: tandem-load (--attach DATA_DIR | --config FILE [--set section.key=value ...]) [OPTIONS]\n"
+"Usage: tandem-load (--attach DATA_DIR ... [--follow]\n"
+"                   | --config FILE [--set section.key=value ...]) [OPTIONS]\n"
 "\n"
 "Write load to a tandem primary and measure how long each write takes to reach its commit\n"
 "level. A write is a put (or a delete) of a 16-byte key \"k%015llu\", then a wait for the level.\n"
 "\n"
 "Target (one of):\n"
-"  --attach DATA_DIR      the tandemd running on this machine with that data directory\n"
+"  --attach DATA_DIR      the tandemd running on this machine with that data directory.\n"
+"                         Repeat it for every node of a cluster on this machine: writes go\n"
+"                         to the one that is primary (the highest epoch when two say so)\n"
+"  --follow               with --attach: follow failovers. A write that fails because its\n"
+"                         node is no longer the primary (TDM_ERR_NOT_PRIMARY) or is gone\n"
+"                         (TDM_ERR_CLOSED) is counted as failed (not acknowledged); the\n"
+"                         attached nodes are then asked every 10 ms which one is primary\n"
+"                         (a restarted node is attached again), and writing goes on there.\n"
+"                         At a fixed rate, writes that come due meanwhile fail the same way.\n"
+"                         Without --follow such a failure ends the run.\n"
+"  --verify               with --attach: at the end, read every key written back from the\n"
+"                         node that is primary (many keys per control request) and check\n"
+"                         that no acknowledged write is lost: a key holds its newest\n"
+"                         acknowledged value or a later one whose write failed. Needs no\n"
+"                         --delete-ratio and --value-size >= 8. Exit 1 when one is lost.\n"
 "  --config FILE          run the primary node in this process from its configuration file.\n"
 "                         threads is forced to 0: this thread drives the node while it waits\n"
 "                         and paces, so leave it a core. Replicas run elsewhere (tandemd).\n"
@@ -43,13 +58,18 @@ static const char help_text[] =
 "  --dist uniform|zipf    key distribution (default uniform); zipf: key 0 most frequent\n"
 "  --zipf-theta T         zipf skew, 0 <= T < 1 (default 0.99)\n"
 "  --delete-ratio PERMILLE  deletes per 1000 writes (default 0)\n"
-"  --seed N               seed of keys, values and put/delete choices (default 1)\n"
+"  --seed N               seed of keys, values and put/delete choices (default 1)\n";
+
+/* In two pieces: C11 compilers need not take a string literal over 4095 bytes. */
+static const char help_text2[] =
 "\n"
 "Output:\n"
 "  A start line and a progress line each second on stderr: elapsed time, writes/s, MB/s of\n"
-"  keys and values, p50/p99/max latency of that second, failed and degraded writes. Then the\n"
-"  report on stdout: writes, duration, writes/s, MB/s, latency p50 p90 p99 p99.9 p99.99 max\n"
-"  and mean, outcomes, level.\n"
+"  keys and values, p50/p99/max latency of that second, failed and degraded writes; with\n"
+"  --follow, writes failed for want of a primary, failovers followed and the time writes\n"
+"  were unavailable (total and longest). Then the report on stdout: writes, duration,\n"
+"  writes/s, MB/s, latency p50 p90 p99 p99.9 p99.99 max and mean, outcomes, level, and the\n"
+"  failovers with each one's unavailable time.\n"
 "  --json                 the report as one JSON object on stdout instead of the table\n"
 "  --plot FILE.svg        p50/p99/max latency per 100 ms over the run, as an SVG image\n"
 "  --quiet                no start line and no progress lines\n"
@@ -58,8 +78,12 @@ static const char help_text[] =
 "Outcomes: a wait that times out is a failed write (policy fail); one acknowledged at local\n"
 "instead of its level is degraded (policy degrade); a put that meets a full ring is retried and\n"
 "counted as back-pressure. At a fixed rate, writes still due when the time is up are counted\n"
-"as unsent. Latencies cover every write waited for, failed ones included. Any other error\n"
-"stops the run with exit status 1; Ctrl-C stops it early with the report of what ran.\n"
+"as unsent. Latencies cover every write waited for, timed-out ones included. With --follow,\n"
+"writes that failed for want of a primary are counted apart (no primary): they are not in\n"
+"writes, writes/s or the latencies. Each outage is measured instead (unavailable): from the\n"
+"send of the first write that failed (timed out, or no primary) to the next acknowledged one.\n"
+"Any other error stops the run with exit status 1; Ctrl-C stops it early with the report of\n"
+"what ran.\n"
 "\n"
 "Exit status: 0 the run finished (failed writes are in the report), 1 error, 2 usage error.\n"
 "\n"
@@ -67,6 +91,8 @@ static const char help_text[] =
 "  tandem-load --attach /tmp/tandem/n1 --rate 100000 --duration 5 --level applied --json\n"
 "  tandem-load --attach /tmp/tandem/n1 --rate max --pipeline 32 --value-size 1024\n"
 "  tandem-load --config n1.ini --set replication.level=durable --rate 20000 --plot lat.svg\n"
+"  tandem-load --attach /tmp/tandem/n1 --attach /tmp/tandem/n2 --follow --rate 10000 \\\n"
+"      --duration 30 --level durable\n"
 "  tandem-load --attach /tmp/tandem/n1 --dist zipf --keys 1000000 --delete-ratio 100 \\\n"
 "      --count 1000000 --warmup 2\n";
 
@@ -119,11 +145,13 @@ static int parse_double(const char *opt, const char *s, double min, double max, 
 enum {
 	OPT_ATTACH = 256, OPT_CONFIG, OPT_SET, OPT_RATE, OPT_DURATION, OPT_COUNT, OPT_WARMUP,
 	OPT_PIPELINE, OPT_LEVEL, OPT_VALUE_SIZE, OPT_KEYS, OPT_DIST, OPT_THETA, OPT_DELETE,
-	OPT_SEED, OPT_JSON, OPT_PLOT, OPT_QUIET,
+	OPT_SEED, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_FOLLOW, OPT_VERIFY,
 };
 
 static const struct option long_opts[] = {
 	{ "attach", required_argument, NULL, OPT_ATTACH },
+	{ "follow", no_argument, NULL, OPT_FOLLOW },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "rate", required_argument, NULL, OPT_RATE },
@@ -186,7 +214,21 @@ static int parse_option(struct tdm_load_opts *o, int c, char *arg)
 {
 	switch (c) {
 	case OPT_ATTACH:
-		o->attach_dir = arg;
+		if (o->n_attach == TDM_LOAD_MAX_ATTACH)
+			return usage_error("--attach: at most %d nodes (a cluster's)",
+					   TDM_LOAD_MAX_ATTACH);
+		for (int i = 0; i < o->n_attach; i++)
+			if (strcmp(o->attach_dirs[i], arg) == 0)
+				return usage_error("--attach %s is given twice", arg);
+		o->attach_dirs[o->n_attach++] = arg;
+		if (o->attach_dir == NULL)
+			o->attach_dir = arg;
+		return 0;
+	case OPT_FOLLOW:
+		o->follow = true;
+		return 0;
+	case OPT_VERIFY:
+		o->verify = true;
 		return 0;
 	case OPT_CONFIG:
 		o->config_path = arg;
@@ -227,9 +269,15 @@ static int check_options(const struct tdm_load_opts *o)
 
 	if ((o->attach_dir == NULL) == (o->config_path == NULL))
 		return usage_error("give one target: --attach DATA_DIR or --config FILE");
+	if (o->follow && o->attach_dir == NULL)
+		return usage_error("--follow needs --attach DATA_DIR for every node of the cluster "
+				   "on this machine (the node in this process cannot follow)");
 	if (o->n_sets != 0 && o->config_path == NULL)
 		return usage_error("--set overrides keys of --config FILE; with --attach, change "
 				   "the running node's configuration instead");
+	if (o->verify && (o->attach_dir == NULL || o->delete_permille != 0 || o->value_size < 8))
+		return usage_error("--verify needs --attach, no --delete-ratio and --value-size of at "
+				   "least 8 (each value starts with its write's number)");
 	if (o->duration_set && o->count != 0)
 		return usage_error("give --duration or --count, not both");
 	if (o->theta_set && o->dist != TDM_LOAD_DIST_ZIPF)
@@ -254,6 +302,7 @@ int tdm_load_opts_parse(int argc, char **argv, struct tdm_load_opts *o)
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(help_text, stdout);
+			fputs(help_text2, stdout);
 			return -1;
 		}
 		if (c == '?') { /* getopt said what is wrong */

@@ -13,9 +13,14 @@
 #define TDM_LOAD_EXIT_USAGE 2                 /**< the command line is wrong */
 #define TDM_LOAD_MAX_RATE 1000000000ull       /**< writes/s; keeps schedule arithmetic in 64 bits */
 #define TDM_LOAD_MAX_PIPELINE 65536u
+#define TDM_LOAD_MAX_ATTACH (TDM_MAX_PEERS + 1) /**< --attach: every node of a cluster */
 
 struct tdm_load_opts {
-	const char *attach_dir;   /**< --attach */
+	const char *attach_dir;   /**< --attach: the first one given */
+	const char *attach_dirs[TDM_LOAD_MAX_ATTACH]; /**< every --attach, in order */
+	int n_attach;
+	bool follow;              /**< --follow: write to whichever attached node is primary */
+	bool verify;              /**< --verify: read acknowledged writes back at the end */
 	const char *config_path;  /**< --config */
 	char **sets;              /**< --set section.key=value, in command-line order (owned) */
 	int n_sets;

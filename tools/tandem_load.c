@@ -12,13 +12,19 @@
  * one wait for the last, each write's latency from its own send.
  *
  * The node is attached (a tandemd on this machine, --attach DATA_DIR) or runs in this process
- * (--config FILE) with threads = 0: this thread drives it while it waits and paces.
+ * (--config FILE) with threads = 0: this thread drives it while it waits and paces. Several
+ * --attach name the nodes of one cluster: writes go to the one that is primary. With --follow,
+ * a write that fails because its node stopped being the primary (or stopped) is counted as
+ * failed for want of a primary, never as a latency; the run then asks the attached nodes every
+ * PROBE_NS which one is primary (attaching restarted ones again), writes there, and measures
+ * each outage from the send of the first failed write to the next acknowledged one.
  *
  * Figures: a write counts when its wait returns. Writes sent before the end of --warmup are
  * left out of every figure; the plot and the percentiles come from histograms of 100 ms
  * intervals (load_hist.h), merged into each second and into the whole run.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,15 +32,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "ctl.h"
 #include "load_hist.h"
 #include "load_keys.h"
 #include "load_opts.h"
+#include "load_verify.h"
 #include "load_plot.h"
 #include "tandem.h"
 
 #define TICK_NS 100000000ull     /**< plot interval: 100 ms */
 #define TICKS_PER_SECOND 10
 #define PACE_SLEEP_NS 2000000ull /**< farther than this from the next send: sleep, not yield */
+#define PROBE_NS 10000000ull      /**< --follow: ask the attached nodes who is primary */
+#define REATTACH_NS 250000000ull  /**< --follow: try again to attach a node that is gone */
+#define START_WAIT_NS 10000000000ull /**< --follow: wait this long for a primary at the start */
+#define GIVE_UP_NS 60000000000ull /**< --follow: no write acknowledged this long: stop */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -48,6 +60,8 @@ struct load_counts {
 	uint64_t failed;       /**< waits that timed out (policy fail) */
 	uint64_t degraded;     /**< acknowledged at local instead (policy degrade) */
 	uint64_t backpressure; /**< writes that met a full ring and were retried */
+	uint64_t no_primary;   /**< --follow: failed, the node was not (or no longer) the primary
+	                            or gone; not in writes, bytes or the latencies */
 };
 
 /** One write of a batch, until its wait returns. */
@@ -56,11 +70,26 @@ struct load_slot {
 	uint32_t bytes;
 	bool del;
 	bool met_full;     /**< the ring was full at least once */
+	uint64_t key, seq; /**< --verify: the key and the sequence stamped into the value */
+};
+
+/** One --attach node. */
+struct load_target {
+	const char *dir;
+	struct tdm_node *node;     /**< NULL: not attached (gone, or not up yet) */
+	uint16_t id;               /**< its node id (0: never attached) */
+	int32_t pid;               /**< of the process attached to: another one is a restart */
+	uint64_t next_attach;      /**< when to try attaching it again */
 };
 
 struct load_run {
 	const struct tdm_load_opts *o;
-	struct tdm_node *node;
+	struct tdm_node *node;     /**< written to; NULL while there is no primary (--follow) */
+	struct load_target targets[TDM_LOAD_MAX_ATTACH];
+	int n_targets;             /**< --attach nodes; 0 with --config */
+	int cur;                   /**< --attach: the target written to, its node id and epoch */
+	uint16_t primary_id;
+	uint32_t epoch;
 	bool drive;                /**< the node runs in this process: pacing drives it */
 	enum tdm_level level;
 	struct tdm_load_keys keys;
@@ -68,6 +97,7 @@ struct load_run {
 	uint8_t *value;
 	uint64_t value_seq;        /**< stamped into each value so that values differ */
 	struct load_slot *batch;   /**< pipeline slots */
+	struct tdm_load_verify verify; /**< --verify */
 	/* Times (CLOCK_MONOTONIC ns) and progress of the schedule. */
 	uint64_t t0;               /**< start, warmup included */
 	uint64_t measure_start;    /**< t0 + warmup */
@@ -85,6 +115,16 @@ struct load_run {
 	struct tdm_load_plot_point *pts;
 	size_t n_pts, cap_pts;
 	bool pts_short;            /**< a point could not be stored (out of memory) */
+	/* --follow: looking for the primary, and the outages (each from the send of the first
+	 * write that failed for want of a primary to the next acknowledged write). */
+	bool lost;                 /**< no primary to write to: asking every PROBE_NS */
+	uint64_t next_probe;
+	uint64_t retry_same;       /**< the primary that just failed a write: not before then */
+	uint64_t unavail_since;    /**< the outage going on began then; 0: none */
+	uint64_t failovers;        /**< changes of primary (node or epoch) followed */
+	uint64_t unavail_total, unavail_max; /**< of the outages that ended */
+	uint64_t *outages;         /**< each one's length, ns (grows per outage) */
+	size_t n_outages, cap_outages;
 };
 
 static uint64_t now_ns(void)
@@ -134,14 +174,20 @@ static const char *fmt_ns(char buf[24], uint64_t ns)
 static void print_progress(const struct load_run *r, uint64_t t_end)
 {
 	double secs = t_end > r->sec_start ? (double)(t_end - r->sec_start) / 1e9 : 1e-9;
-	char p50[24], p99[24], max[24];
+	char p50[24], p99[24], max[24], total[24];
 
 	fprintf(stderr, "%8.1fs%s %10.0f writes/s %9.2f MB/s  p50 %10s  p99 %10s  max %10s  "
-		"failed %llu  degraded %llu\n", (double)(t_end - r->t0) / 1e9,
+		"failed %llu  degraded %llu", (double)(t_end - r->t0) / 1e9,
 		r->measuring ? "" : " warmup", (double)r->sec.writes / secs,
 		(double)r->sec.bytes / secs / 1e6, fmt_ns(p50, tdm_load_hist_percentile(&r->sec_h, 50)),
 		fmt_ns(p99, tdm_load_hist_percentile(&r->sec_h, 99)), fmt_ns(max, r->sec_h.max),
 		(unsigned long long)r->sec.failed, (unsigned long long)r->sec.degraded);
+	if (r->o->follow)
+		fprintf(stderr, "  no-primary %llu  failovers %llu  unavailable %s (max %s)%s",
+			(unsigned long long)r->sec.no_primary, (unsigned long long)r->failovers,
+			fmt_ns(total, r->unavail_total), fmt_ns(max, r->unavail_max),
+			r->lost ? "  NO PRIMARY" : "");
+	fputc('\n', stderr);
 }
 
 /* Keep the latencies of a measured tick for the plot. Grows per tick, never per write. */
@@ -201,8 +247,18 @@ static void flush_intervals(struct load_run *r, uint64_t now)
 		close_interval(r, r->tick_start + TICK_NS, false);
 }
 
+/* The write failed for want of a primary: its node is not (or no longer) the primary, or gone. */
+static bool no_primary(int rc)
+{
+	return rc == TDM_ERR_NOT_PRIMARY || rc == TDM_ERR_CLOSED;
+}
+
 static void count_write(struct load_counts *c, const struct load_slot *s, int rc)
 {
+	if (no_primary(rc)) {
+		c->no_primary++;
+		return;
+	}
 	c->writes++;
 	c->deletes += s->del;
 	c->bytes += s->bytes;
@@ -211,19 +267,55 @@ static void count_write(struct load_counts *c, const struct load_slot *s, int rc
 	c->backpressure += s->met_full;
 }
 
+/* One write's outcome rc at done (intervals flushed up to done). */
+static void record_one(struct load_run *r, const struct load_slot *s, uint64_t done, int rc)
+{
+	bool measured = s->start >= r->measure_start;
+
+	if (r->measuring && !measured)
+		return; /* sent in the warmup, done after it: in no figure */
+	if (!no_primary(rc)) /* a write that failed so has no latency */
+		tdm_load_hist_record(&r->tick_h, done > s->start ? done - s->start : 0);
+	count_write(&r->sec, s, rc);
+	if (measured)
+		count_write(&r->total, s, rc);
+}
+
+/* An acknowledged write at done ends the outage going on, if any. */
+static void end_outage(struct load_run *r, uint64_t done)
+{
+	uint64_t ns = done > r->unavail_since ? done - r->unavail_since : 0;
+
+	if (r->unavail_since == 0)
+		return;
+	r->unavail_since = 0;
+	r->unavail_total += ns;
+	if (ns > r->unavail_max)
+		r->unavail_max = ns;
+	if (r->n_outages == r->cap_outages) {
+		size_t cap = r->cap_outages != 0 ? 2 * r->cap_outages : 16;
+		uint64_t *o = realloc(r->outages, cap * sizeof(*o));
+		if (o == NULL)
+			return; /* the list stops; total and max go on */
+		r->outages = o;
+		r->cap_outages = cap;
+	}
+	r->outages[r->n_outages++] = ns;
+	if (!r->o->quiet)
+		fprintf(stderr, "tandem-load: node %u acknowledges writes again, after %.1f ms "
+			"unavailable\n", (unsigned)r->primary_id, (double)ns / 1e6);
+}
+
 /* The batch's wait returned rc at done: every write of it shares the outcome. */
 static void record_batch(struct load_run *r, uint32_t n, uint64_t done, int rc)
 {
 	flush_intervals(r, done);
+	if (rc == 0 || rc == TDM_ERR_DEGRADED)
+		end_outage(r, done);
 	for (uint32_t i = 0; i < n; i++) {
-		const struct load_slot *s = &r->batch[i];
-		bool measured = s->start >= r->measure_start;
-		if (r->measuring && !measured)
-			continue; /* sent in the warmup, done after it: in no figure */
-		tdm_load_hist_record(&r->tick_h, done > s->start ? done - s->start : 0);
-		count_write(&r->sec, s, rc);
-		if (measured)
-			count_write(&r->total, s, rc);
+		record_one(r, &r->batch[i], done, rc);
+		if (r->o->verify && (rc == 0 || rc == TDM_ERR_DEGRADED))
+			tdm_load_verify_acked(&r->verify, r->batch[i].key, r->batch[i].seq);
 	}
 }
 
@@ -232,15 +324,26 @@ static void record_batch(struct load_run *r, uint32_t n, uint64_t done, int rc)
 /* A call failed in a way the run cannot go on from: say so. @return exit status 1. */
 static int fail(struct load_run *r, const char *what, int rc)
 {
-	char msg[512];
+	char msg[512], who[48];
 	struct tdm_status st;
+	uint16_t p = 0;
+	uint32_t e = 0;
 
-	snprintf(msg, sizeof(msg), "%s", tdm_errmsg());
-	if (rc == TDM_ERR_NOT_PRIMARY && tdm_status(r->node, &st) == 0)
-		fprintf(stderr, "tandem-load: node %u is a replica; point tandem-load at the primary "
-			"(node %u)\n", (unsigned)st.node_id, (unsigned)st.primary_id);
-	else
+	snprintf(msg, sizeof(msg), "%s", tdm_ctl_errmsg() != NULL ? tdm_ctl_errmsg() : "");
+	if (rc == TDM_ERR_NOT_PRIMARY && r->node != NULL && tdm_status(r->node, &st) == 0 &&
+	    tdm_primary(r->node, &p, &e) == 0) {
+		if (p == st.node_id)
+			snprintf(who, sizeof(who), "it is the primary but refuses writes");
+		else if (p != 0)
+			snprintf(who, sizeof(who), "the primary is node %u", (unsigned)p);
+		else
+			snprintf(who, sizeof(who), "it knows no primary");
+		fprintf(stderr, "tandem-load: %s: node %u does not take writes (%s); point "
+			"tandem-load at the primary, or --attach every node of the cluster with "
+			"--follow to follow failovers\n", what, (unsigned)st.node_id, who);
+	} else {
 		fprintf(stderr, "tandem-load: %s: %s\n", what, tdm_strerror(rc));
+	}
 	if (msg[0] != '\0')
 		fprintf(stderr, "  %s\n", msg);
 	return EXIT_FAILURE;
@@ -287,17 +390,27 @@ static int send_one(struct load_run *r, struct load_slot *s, uint64_t *end)
 	s->del = o->delete_permille != 0 && tdm_load_rng_next(&r->ops) % 1000 < o->delete_permille;
 	s->bytes = TDM_LOAD_KEY_LEN + (s->del ? 0 : o->value_size);
 	s->met_full = false;
-	tdm_load_key_format(tdm_load_keys_next(&r->keys), key);
+	s->key = tdm_load_keys_next(&r->keys);
+	tdm_load_key_format(s->key, key);
 	if (!s->del) {
 		r->value_seq++;
 		memcpy(r->value, &r->value_seq, o->value_size < 8 ? o->value_size : 8);
+		s->seq = r->value_seq;
+		if (o->verify)
+			tdm_load_verify_tried(&r->verify, s->key, s->seq);
 	}
-	for (;;) {
+	for (uint32_t tries = 1;; tries++) {
+		uint16_t primary;
+		uint32_t epoch;
+
 		rc = s->del ? tdm_delete(r->node, key, sizeof(key), end)
 			    : tdm_put(r->node, key, sizeof(key), r->value, o->value_size, end);
 		if (rc != TDM_ERR_BACKPRESSURE || stop_requested)
 			return rc;
 		s->met_full = true;
+		/* An attached node that died leaves its ring full for good: TDM_ERR_CLOSED. */
+		if ((tries & 4095) == 0 && (rc = tdm_primary(r->node, &primary, &epoch)) != 0)
+			return rc;
 		rc = idle_step(r);
 		if (rc < 0)
 			return rc;
@@ -312,12 +425,187 @@ static bool wanted(const struct load_run *r, uint64_t t)
 	return t < r->run_end;
 }
 
-/* Send up to --pipeline writes (at a fixed rate: those already due), wait for the last. */
+/* ---- Following the primary (--follow) ---- */
+
+/* Attach t (again) and learn its id and pid. @return 0 or the attach error. */
+static int attach_target(struct load_target *t, uint64_t now)
+{
+	struct tdm_status st;
+	int rc;
+
+	t->next_attach = now + REATTACH_NS;
+	tdm_err_clear();
+	if ((rc = tdm_node_attach(t->dir, &t->node)) != 0) {
+		t->node = NULL;
+		return rc;
+	}
+	if ((rc = tdm_status(t->node, &st)) != 0) {
+		tdm_node_close(t->node);
+		t->node = NULL;
+		return rc;
+	}
+	t->id = st.node_id;
+	t->pid = st.pid;
+	return 0;
+}
+
+/* Whether t is attached to the live process it was attached to; a node that stopped or was
+ * restarted (its ring is another one) is detached and attached again, at most every
+ * REATTACH_NS. */
+static bool target_alive(struct load_target *t, uint64_t now)
+{
+	struct tdm_status st;
+
+	if (t->node != NULL && (tdm_status(t->node, &st) != 0 || st.pid != t->pid)) {
+		tdm_node_close(t->node);
+		t->node = NULL;
+		t->next_attach = now;
+	}
+	return t->node != NULL || (now >= t->next_attach && attach_target(t, now) == 0);
+}
+
+/* The attached node that is primary: the live one that says so, with the highest epoch.
+ * @return its index (*epoch its epoch), or -1. */
+static int find_primary(struct load_run *r, uint64_t now, uint32_t *epoch)
+{
+	int best = -1;
+
+	for (int i = 0; i < r->n_targets; i++) {
+		struct load_target *t = &r->targets[i];
+		uint16_t p;
+		uint32_t e;
+
+		if (!target_alive(t, now) || tdm_primary(t->node, &p, &e) != 0 || p != t->id)
+			continue;
+		if (best < 0 || e > *epoch) {
+			best = i;
+			*epoch = e;
+		}
+	}
+	return best;
+}
+
+/* Write to the primary among the attached nodes, if there is one. @return whether there is. */
+static bool retarget(struct load_run *r, uint64_t now)
+{
+	uint32_t epoch = 0;
+	int i = find_primary(r, now, &epoch);
+	const struct load_target *t;
+
+	if (i < 0)
+		return false;
+	t = &r->targets[i];
+	if (t->id == r->primary_id && epoch == r->epoch && now < r->retry_same)
+		return false; /* it just refused (fenced, handing over): not again at once */
+	if (r->primary_id != 0 && (t->id != r->primary_id || epoch != r->epoch)) {
+		r->failovers++;
+		if (!r->o->quiet)
+			fprintf(stderr, "tandem-load: following node %u, primary of epoch %u (was "
+				"node %u, epoch %u)\n", (unsigned)t->id, (unsigned)epoch,
+				(unsigned)r->primary_id, (unsigned)r->epoch);
+	}
+	r->cur = i;
+	r->node = t->node;
+	r->primary_id = t->id;
+	r->epoch = epoch;
+	r->lost = false;
+	return true;
+}
+
+/* What each attached node says, after no primary was found. */
+static void describe_targets(const struct load_run *r)
+{
+	for (int i = 0; i < r->n_targets; i++) {
+		const struct load_target *t = &r->targets[i];
+		struct tdm_status st;
+
+		if (t->node == NULL || tdm_status(t->node, &st) != 0)
+			fprintf(stderr, "  %s: no node running\n", t->dir);
+		else
+			fprintf(stderr, "  %s: node %u, %s%s, epoch %u, primary %u\n", t->dir,
+				(unsigned)st.node_id, tdm_role_name((enum tdm_role)st.role),
+				st.fenced ? " (fenced)" : "", (unsigned)st.epoch,
+				(unsigned)st.primary_id);
+	}
+}
+
+/* A write failed for want of a primary: look for it (the outage began with that write). */
+static void lose_primary(struct load_run *r)
+{
+	r->lost = true;
+	r->node = NULL; /* find_primary may close it */
+	r->next_probe = 0;
+	r->retry_same = now_ns() + PROBE_NS;
+}
+
+/* Fixed rate, no primary: the writes that come due fail at once (not sent). */
+static void fail_due(struct load_run *r, uint64_t now)
+{
+	struct load_slot s = { 0 };
+
+	for (;;) {
+		s.start = intended(r, r->sent);
+		if (s.start > now || !wanted(r, s.start))
+			return;
+		record_one(r, &s, now, TDM_ERR_NOT_PRIMARY);
+		r->sent++;
+		r->measured_sent += s.start >= r->measure_start;
+	}
+}
+
+/* No primary to write to: ask the nodes every PROBE_NS, pace meanwhile; give up when nothing
+ * was acknowledged for GIVE_UP_NS. @return 0, or exit status 1. */
+static int follow_step(struct load_run *r, uint64_t now)
+{
+	uint64_t tick_end = r->tick_start + TICK_NS;
+
+	if (r->o->rate != 0)
+		fail_due(r, now);
+	if (now >= r->next_probe) {
+		r->next_probe = now + PROBE_NS;
+		if (retarget(r, now))
+			return 0;
+	}
+	if (now - r->unavail_since >= GIVE_UP_NS) {
+		fprintf(stderr, "tandem-load: no write acknowledged for %llu s and no attached "
+			"node takes writes; stopping\n", GIVE_UP_NS / 1000000000ull);
+		describe_targets(r);
+		return EXIT_FAILURE;
+	}
+	int rc = pace(r, r->next_probe < tick_end ? r->next_probe : tick_end);
+	return rc < 0 ? fail(r, "running the node", rc) : 0;
+}
+
+/* A wait timed out (rc): was it for want of a primary? The node died or stepped down while it
+ * waited, or does not know yet that another node was elected (it is cut off, or dying: a
+ * killed tandemd can take a second or more to exit). @return rc, or TDM_ERR_CLOSED /
+ * TDM_ERR_NOT_PRIMARY. */
+static int still_primary(struct load_run *r, int rc)
+{
+	uint16_t p;
+	uint32_t e, newest = 0;
+	int alive = tdm_primary(r->node, &p, &e), i;
+
+	if (alive != 0)
+		return alive;
+	if (p != r->primary_id || e != r->epoch)
+		return TDM_ERR_NOT_PRIMARY;
+	i = find_primary(r, now_ns(), &newest);
+	if (r->targets[r->cur].node != r->node)
+		return TDM_ERR_CLOSED; /* find_primary found it gone (restarted) and detached it */
+	return i >= 0 && newest > r->epoch ? TDM_ERR_NOT_PRIMARY : rc;
+}
+
+/* ---- Batches ---- */
+
+/* Send up to --pipeline writes (at a fixed rate: those already due), wait for the last. A write
+ * that fails for want of a primary (--follow) ends the batch; the ones before it are waited
+ * for. */
 static int run_batch(struct load_run *r, uint64_t now)
 {
-	uint64_t end = 0;
+	uint64_t end = 0, put_failed_at = 0;
 	uint32_t n = 0;
-	int rc;
+	int rc, put_rc = 0;
 
 	while (n < r->o->pipeline) {
 		struct load_slot *s = &r->batch[n];
@@ -329,18 +617,37 @@ static int run_batch(struct load_run *r, uint64_t now)
 		rc = send_one(r, s, &end);
 		if (rc == TDM_ERR_BACKPRESSURE)
 			break;
-		if (rc < 0)
+		if (rc < 0 && !(r->o->follow && no_primary(rc)))
 			return fail(r, s->del ? "delete" : "put", rc);
-		n++;
 		r->sent++;
 		r->measured_sent += s->start >= r->measure_start;
+		if (rc < 0) {
+			put_rc = rc; /* batch[n]: not appended */
+			put_failed_at = now_ns();
+			break;
+		}
+		n++;
 	}
-	if (n == 0)
+	if (n == 0 && put_rc == 0)
 		return 0;
-	rc = tdm_wait(r->node, end, r->level, 0);
-	if (rc != 0 && rc != TDM_ERR_TIMEOUT && rc != TDM_ERR_DEGRADED)
+	rc = n != 0 ? tdm_wait(r->node, end, r->level, 0) : put_rc;
+	if (rc == TDM_ERR_TIMEOUT && r->o->follow)
+		rc = still_primary(r, rc);
+	if (rc != 0 && rc != TDM_ERR_TIMEOUT && rc != TDM_ERR_DEGRADED &&
+	    !(r->o->follow && no_primary(rc)))
 		return fail(r, "wait", rc);
 	record_batch(r, n, now_ns(), rc);
+	if (put_rc != 0)
+		record_one(r, &r->batch[n], now_ns(), put_rc);
+	/* --follow: an outage begins with the first write that fails, timed out or not taken */
+	if (r->o->follow && r->unavail_since == 0 && (rc == TDM_ERR_TIMEOUT || no_primary(rc)))
+		r->unavail_since = now;
+	else if (r->o->follow && r->unavail_since == 0 && put_rc != 0)
+		r->unavail_since = put_failed_at;
+	if (put_rc != 0 || no_primary(rc)) {
+		lose_primary(r);
+		return 0;
+	}
 	/* A wait that returns at once (memory level) did not drive the node: one round here keeps
 	 * its flusher and its replicas' streams going between batches. */
 	rc = r->drive ? tdm_node_do_work(r->node) : 0;
@@ -361,6 +668,12 @@ static int run(struct load_run *r)
 		if (!wanted(r, next) || now >= r->run_end) {
 			r->stop_reason = r->o->count != 0 ? "count" : "duration";
 			break;
+		}
+		if (r->lost) {
+			rc = follow_step(r, now);
+			if (rc != 0)
+				return rc;
+			continue;
 		}
 		if (next > now) {
 			uint64_t tick_end = r->tick_start + TICK_NS;
@@ -430,20 +743,41 @@ static int open_config(struct load_run *r, struct tdm_load_opts *o)
 	return 0;
 }
 
-/* --attach: join the running node; refuse a replica before writing. */
+/* --attach: join the running nodes and pick the primary among them (with --follow, wait up to
+ * START_WAIT_NS for one, and for nodes not up yet); refuse to start without one. */
 static int open_attach(struct load_run *r, const struct tdm_load_opts *o)
 {
-	struct tdm_status st;
-	int rc = tdm_node_attach(o->attach_dir, &r->node);
+	uint64_t now = now_ns(), deadline = now + START_WAIT_NS;
+	int rc;
 
-	if (rc != 0) {
-		fprintf(stderr, "tandem-load: --attach %s: %s\n", o->attach_dir, tdm_strerror(rc));
-		if (tdm_errmsg()[0] != '\0')
-			fprintf(stderr, "  %s\n", tdm_errmsg());
-		return EXIT_FAILURE;
+	r->n_targets = o->n_attach;
+	for (int i = 0; i < o->n_attach; i++) {
+		struct load_target *t = &r->targets[i];
+		t->dir = o->attach_dirs[i];
+		if ((rc = attach_target(t, now)) == 0)
+			continue;
+		fprintf(stderr, "tandem-load: --attach %s: %s%s\n", t->dir, tdm_strerror(rc),
+			o->follow ? " (attaching again every 250 ms)" : "");
+		if (tdm_ctl_errmsg() != NULL)
+			fprintf(stderr, "  %s\n", tdm_ctl_errmsg());
+		if (!o->follow)
+			return EXIT_FAILURE;
 	}
-	if (tdm_status(r->node, &st) == 0 && st.role == TDM_ROLE_REPLICA)
-		return fail(r, "attach", TDM_ERR_NOT_PRIMARY);
+	while (!retarget(r, now)) {
+		if (!o->follow || now >= deadline || stop_requested) {
+			if (o->n_attach == 1 && r->targets[0].node != NULL) {
+				r->node = r->targets[0].node;
+				tdm_err_clear();
+				return fail(r, "attach", TDM_ERR_NOT_PRIMARY);
+			}
+			fprintf(stderr, "tandem-load: none of the attached nodes is the primary\n");
+			describe_targets(r);
+			return EXIT_FAILURE;
+		}
+		struct timespec ts = { 0, (long)PROBE_NS };
+		nanosleep(&ts, NULL);
+		now = now_ns();
+	}
 	return 0;
 }
 
@@ -457,6 +791,11 @@ static int prepare(struct load_run *r, const struct tdm_load_opts *o)
 		return EXIT_FAILURE; /* not reached: the options were checked */
 	tdm_load_rng_seed(&r->ops, o->seed ^ 0x6f70735f6c6f6164ull);
 	tdm_load_rng_seed(&fill, o->seed ^ 0x76616c75655f6c64ull);
+	if (o->verify && tdm_load_verify_init(&r->verify, o->keys) != 0) {
+		fprintf(stderr, "tandem-load: --verify: out of memory for %" PRIu64 " keys\n",
+			o->keys);
+		return EXIT_FAILURE;
+	}
 	r->value = malloc(o->value_size + 8u);
 	r->batch = calloc(o->pipeline, sizeof(*r->batch));
 	if (r->value == NULL || r->batch == NULL) {
@@ -502,9 +841,17 @@ static void print_start(const struct load_run *r)
 	char load[96];
 
 	describe_load(r, load, sizeof(load));
-	fprintf(stderr, "tandem-load: %s %s: %s, %llu keys %s", o->attach_dir ? "attached to" :
-		"node in this process from", o->attach_dir ? o->attach_dir : o->config_path, load,
-		(unsigned long long)o->keys, o->dist == TDM_LOAD_DIST_ZIPF ? "zipf" : "uniform");
+	if (o->n_attach > 1 || o->follow)
+		fprintf(stderr, "tandem-load: attached to %d node(s), writing to node %u (epoch %u)"
+			"%s: %s, %llu keys %s", o->n_attach, (unsigned)r->primary_id,
+			(unsigned)r->epoch, o->follow ? ", following failovers" : "", load,
+			(unsigned long long)o->keys,
+			o->dist == TDM_LOAD_DIST_ZIPF ? "zipf" : "uniform");
+	else
+		fprintf(stderr, "tandem-load: %s %s: %s, %llu keys %s", o->attach_dir ?
+			"attached to" : "node in this process from", o->attach_dir ? o->attach_dir :
+			o->config_path, load, (unsigned long long)o->keys,
+			o->dist == TDM_LOAD_DIST_ZIPF ? "zipf" : "uniform");
 	if (o->dist == TDM_LOAD_DIST_ZIPF)
 		fprintf(stderr, " (theta %g)", o->theta);
 	fprintf(stderr, ", pipeline %u, ", o->pipeline);
@@ -523,6 +870,7 @@ struct load_report {
 	uint64_t ok, unsent;
 	uint64_t lat[6];    /**< p50 p90 p99 p99.9 p99.99 max, ns */
 	double mean;        /**< ns */
+	uint64_t unavail_open; /**< --follow: the outage still going on when the run stopped, ns */
 };
 
 static const double report_pcts[5] = { 50, 90, 99, 99.9, 99.99 };
@@ -547,6 +895,28 @@ static void compute_report(const struct load_run *r, struct load_report *rep)
 		rep->lat[i] = tdm_load_hist_percentile(&r->total_h, report_pcts[i]);
 	rep->lat[5] = r->total_h.max;
 	rep->mean = tdm_load_hist_mean(&r->total_h);
+	rep->unavail_open = r->unavail_since != 0 && r->stopped_at > r->unavail_since ?
+			    r->stopped_at - r->unavail_since : 0;
+}
+
+/* --follow: failovers followed and each outage. */
+static void print_failovers(const struct load_run *r, const struct load_report *rep)
+{
+	char buf[24], max[24];
+
+	printf("  failover    %llu followed; writes unavailable %s in total, %s at most",
+	       (unsigned long long)r->failovers, fmt_ns(buf, r->unavail_total),
+	       fmt_ns(max, r->unavail_max));
+	if (r->n_outages != 0) {
+		printf(" (");
+		for (size_t i = 0; i < r->n_outages && i < 10; i++)
+			printf("%s%s", i != 0 ? ", " : "", fmt_ns(buf, r->outages[i]));
+		printf("%s)", r->n_outages > 10 ? ", ..." : "");
+	}
+	putchar('\n');
+	if (rep->unavail_open != 0)
+		printf("  no primary for the last %s of the run: that outage had not ended\n",
+		       fmt_ns(buf, rep->unavail_open));
 }
 
 static void print_table(const struct load_run *r, const struct load_report *rep)
@@ -565,9 +935,14 @@ static void print_table(const struct load_run *r, const struct load_report *rep)
 		printf(" %s %s ", report_names[i], fmt_ns(buf, rep->lat[i]));
 	printf(" mean %s\n", fmt_ns(buf, (uint64_t)rep->mean));
 	printf("  outcomes    ok %llu, degraded %llu, failed (timed out) %llu, back-pressure %llu, "
-	       "unsent %llu\n", (unsigned long long)rep->ok, (unsigned long long)t->degraded,
+	       "unsent %llu", (unsigned long long)rep->ok, (unsigned long long)t->degraded,
 	       (unsigned long long)t->failed, (unsigned long long)t->backpressure,
 	       (unsigned long long)rep->unsent);
+	if (r->o->follow)
+		printf(", failed (no primary) %llu", (unsigned long long)t->no_primary);
+	putchar('\n');
+	if (r->o->follow)
+		print_failovers(r, rep);
 	if (rep->unsent != 0)
 		printf("  the node did not keep up with %llu writes/s: %llu writes were still due "
 		       "when the time was up\n", (unsigned long long)r->o->rate,
@@ -614,11 +989,30 @@ static void print_json_setup(const struct load_run *r)
 	       o->delete_permille, (unsigned long long)o->seed, o->warmup, r->stop_reason);
 }
 
+/* --follow's figures (present without it too: no failovers, no outages). */
+static void print_json_follow(const struct load_run *r, const struct load_report *rep)
+{
+	printf(",\"follow\":%s,\"attach\":[", r->o->follow ? "true" : "false");
+	for (int i = 0; i < r->o->n_attach; i++) {
+		if (i != 0)
+			putchar(',');
+		json_str(r->o->attach_dirs[i]);
+	}
+	printf("],\"no_primary\":%llu,\"failovers\":%llu,\"unavailable_ms\":[",
+	       (unsigned long long)r->total.no_primary, (unsigned long long)r->failovers);
+	for (size_t i = 0; i < r->n_outages; i++)
+		printf("%s%.3f", i != 0 ? "," : "", (double)r->outages[i] / 1e6);
+	printf("],\"unavailable_max_ms\":%.3f,\"unavailable_total_ms\":%.3f,"
+	       "\"unavailable_open_ms\":%.3f", (double)r->unavail_max / 1e6,
+	       (double)r->unavail_total / 1e6, (double)rep->unavail_open / 1e6);
+}
+
 static void print_json(const struct load_run *r, const struct load_report *rep)
 {
 	const struct load_counts *t = &r->total;
 
 	print_json_setup(r);
+	print_json_follow(r, rep);
 	printf(",\"writes\":%llu,\"puts\":%llu,\"deletes\":%llu,\"bytes\":%llu,\"duration_s\":%.6f,"
 	       "\"writes_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_us\":{",
 	       (unsigned long long)t->writes, (unsigned long long)(t->writes - t->deletes),
@@ -654,6 +1048,35 @@ static int write_plot(const struct load_run *r, FILE *f, const struct load_repor
 
 /* ---- main ---- */
 
+/* --verify: read every acknowledged key back from the node that is primary now. */
+static int verify_writes(struct load_run *r)
+{
+	FILE *out = r->o->json ? stderr : stdout;
+	const char *dir = r->o->config_path != NULL ? NULL : r->o->attach_dir;
+	uint64_t checked = 0;
+	uint32_t epoch = 0;
+	long lost;
+
+	if (r->n_targets != 0) {
+		int p = find_primary(r, now_ns(), &epoch);
+		dir = p >= 0 ? r->targets[p].dir : dir;
+	}
+	if (dir == NULL) {
+		fprintf(stderr, "tandem-load: --verify needs --attach (the node in this process is "
+			"closed)\n");
+		return EXIT_FAILURE;
+	}
+	lost = tdm_load_verify_run(&r->verify, dir, out, &checked);
+	if (lost < 0) {
+		fprintf(stderr, "tandem-load: --verify: reading keys back from %s: %s\n", dir,
+			tdm_errmsg());
+		return EXIT_FAILURE;
+	}
+	fprintf(out, "verify: %" PRIu64 " keys read back from %s: %s\n", checked, dir,
+		lost ? "ACKNOWLEDGED WRITES LOST" : "every acknowledged write is there");
+	return lost ? EXIT_FAILURE : 0;
+}
+
 static int load_main(struct tdm_load_opts *o, struct load_run *r, FILE *plot)
 {
 	struct load_report rep;
@@ -675,7 +1098,8 @@ static int load_main(struct tdm_load_opts *o, struct load_run *r, FILE *plot)
 		print_json(r, &rep);
 	else
 		print_table(r, &rep);
-	return plot != NULL ? write_plot(r, plot, &rep) : 0;
+	rc = plot != NULL ? write_plot(r, plot, &rep) : 0;
+	return rc != 0 ? rc : (o->verify ? verify_writes(r) : 0);
 }
 
 int main(int argc, char **argv)
@@ -705,14 +1129,19 @@ int main(int argc, char **argv)
 	rc = load_main(&o, r, plot);
 	if (rc != 0 && plot != NULL)
 		fclose(plot);
-	tdm_node_close(r->node);
+	if (r->n_targets == 0)
+		tdm_node_close(r->node); /* --config; attached nodes are targets */
+	for (int i = 0; i < r->n_targets; i++)
+		tdm_node_close(r->targets[i].node);
 	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
 		perror("tandem-load: writing the report");
 		rc = EXIT_FAILURE;
 	}
 	free(r->pts);
+	free(r->outages);
 	free(r->batch);
 	free(r->value);
+	tdm_load_verify_free(&r->verify);
 	free(r);
 	free(o.sets);
 	return rc;

@@ -2,8 +2,9 @@
  * tandemctl: the operator's command-line tool for a tandem node.
  *
  * It shows a running node's status and reads its store (`tandemctl status|get|digest`,
- * ctl_node.c), and inspects a log directory offline (`tandemctl log verify|dump`, ctl_log.c).
- * Later commands (promote, switchover) each add one row to top_cmds below and a file of their
+ * ctl_node.c), moves the primary by hand and injects link faults (`tandemctl switchover|
+ * promote|cut|heal`, ctl_failover.c), and inspects a log directory offline (`tandemctl log
+ * verify|dump`, ctl_log.c). A new command adds one row to top_cmds below and a file of its
  * own.
  *
  * This file holds main(), the command dispatcher and the helpers every command shares
@@ -230,6 +231,11 @@ static const struct tdm_ctl_cmd top_cmds[] = {
 	{ "status", "a running node's positions, lag, rates and peers", tdm_ctl_status_run },
 	{ "get", "read a key from a running node's store", tdm_ctl_get_run },
 	{ "digest", "the digest of a running node's store", tdm_ctl_digest_run },
+	{ "switchover", "planned switchover: the primary hands over to a replica",
+	  tdm_ctl_switchover_run },
+	{ "promote", "manual failover: a replica runs an election now", tdm_ctl_promote_run },
+	{ "cut", "fault injection (tests, demos): cut a node's links to a peer", tdm_ctl_cut_run },
+	{ "heal", "fault injection (tests, demos): restore links cut by 'cut'", tdm_ctl_heal_run },
 	{ "log", "inspect a log directory offline: verify, dump", tdm_ctl_log_run },
 };
 

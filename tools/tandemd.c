@@ -1,7 +1,7 @@
 /*
  * tandemd: one tandem node as a process.
  *
- *   tandemd --config FILE [--set SECTION.KEY=VALUE ...] [--print-config] [--check]
+ *   tandemd --config FILE [--witness] [--set SECTION.KEY=VALUE ...] [--print-config] [--check]
  *
  * Reads the INI file (engine/config.c documents every key), applies the --set overrides in
  * order, checks the whole configuration, opens the node (log recovery, store, dataplane, status
@@ -31,7 +31,11 @@
 #define TDM_VERSION "unknown"
 #endif
 
-#define MAX_SETS 256 /* --set options on one command line */
+#define MAX_SETS 256 /* --set options (and --witness) on one command line */
+
+/* --witness is this --set, in its place among the others (configure() writes into it and
+ * restores it, as it does with argv's). */
+static char witness_set[] = "node.role=witness";
 
 struct opts {
 	const char *config;
@@ -79,13 +83,13 @@ static const char *why(int rc)
 
 static void help(void)
 {
-	fputs("Usage: tandemd --config FILE [--set SECTION.KEY=VALUE ...] [--print-config]\n"
-	      "               [--check]\n"
+	fputs("Usage: tandemd --config FILE [--witness] [--set SECTION.KEY=VALUE ...]\n"
+	      "               [--print-config] [--check]\n"
 	      "       tandemd --help | --version\n"
 	      "\n"
 	      "Run one tandem node: a primary that takes writes and streams them to its replicas,\n"
-	      "or a replica that makes the stream durable and applies it. The node runs until\n"
-	      "SIGINT or SIGTERM, then flushes its log and exits.\n"
+	      "a replica that makes the stream durable and applies it, or a witness. The node\n"
+	      "runs until SIGINT or SIGTERM, then flushes its log and exits.\n"
 	      "\n"
 	      "Options:\n"
 	      "  -c, --config FILE     the node's configuration, an INI file (required). Every\n"
@@ -96,6 +100,13 @@ static void help(void)
 	      "                        section; repeat for more (applied in order, after the\n"
 	      "                        file). Peers: --set peer.2.address=10.0.0.2:7000.\n"
 	      "                        Examples: --set node.id=2 --set replication.level=durable\n"
+	      "  -w, --witness         run as a witness: the same as --set node.role=witness. A\n"
+	      "                        witness keeps no data and is never primary; it votes in\n"
+	      "                        elections, so that a cluster of two data nodes has a\n"
+	      "                        majority and fails over when one of them is lost. It needs\n"
+	      "                        its own [node] id, a data_dir (status file, vote file,\n"
+	      "                        control socket) and a dataplane address; every other node\n"
+	      "                        lists it as a [peer.N] with witness = yes.\n"
 	      "  -p, --print-config    print the effective configuration (file and overrides) as\n"
 	      "                        an INI file tandemd reads back, check it, and exit\n"
 	      "  -k, --check           check the configuration and exit without starting\n"
@@ -119,6 +130,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	static const struct option table[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "set", required_argument, NULL, 's' },
+		{ "witness", no_argument, NULL, 'w' },
 		{ "print-config", no_argument, NULL, 'p' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
@@ -128,13 +140,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	int ret;
 
 	opterr = 0;
-	while ((ret = getopt_long(argc, argv, ":c:s:pkhV", table, NULL)) != -1) {
+	while ((ret = getopt_long(argc, argv, ":c:s:wpkhV", table, NULL)) != -1) {
 		switch (ret) {
 		case 'c': o->config = optarg; break;
 		case 's':
+		case 'w':
 			if (o->n_sets == MAX_SETS)
 				return usage_error("more than %d --set options", MAX_SETS);
-			o->sets[o->n_sets++] = optarg;
+			o->sets[o->n_sets++] = ret == 'w' ? witness_set : optarg;
 			break;
 		case 'p': o->print_config = true; break;
 		case 'k': o->check = true; break;
@@ -220,19 +233,29 @@ static void on_signals(void)
 #endif
 }
 
+/* The role it starts in, which is not always the configured one: a primary that restarts with
+ * data rejoins as a replica (an election may make it primary again). */
 static void say_started(struct tdm_node *node, const struct tdm_config *cfg)
 {
 	struct tdm_status st;
-	char primary[32] = "";
+	enum tdm_role role = cfg->role;
+	char primary[48] = "";
+	uint16_t leader = 0;
+	uint32_t epoch = 0;
 
 	memset(&st, 0, sizeof(st));
 	if (tdm_status(node, &st) != 0 || st.transport[0] == '\0')
 		snprintf(st.transport, sizeof(st.transport), "%s", tdm_dp_backend_name(cfg->backend));
-	if (cfg->role == TDM_ROLE_REPLICA)
-		snprintf(primary, sizeof(primary), ", primary %u", cfg->primary_id);
-	say("node %u (%s%s) of cluster %" PRIu64 " started: transport %s on %s:%u, data_dir %s, "
-	    "pid %d", cfg->node_id, tdm_role_name(cfg->role), primary, cfg->cluster_id,
-	    st.transport, cfg->local_host, cfg->port, cfg->data_dir, (int)getpid());
+	if (role != TDM_ROLE_WITNESS && tdm_primary(node, &leader, &epoch) == 0)
+		role = leader == cfg->node_id ? TDM_ROLE_PRIMARY : TDM_ROLE_REPLICA;
+	if (role == TDM_ROLE_REPLICA && leader != 0)
+		snprintf(primary, sizeof(primary), ", primary %u", leader);
+	else if (role == TDM_ROLE_REPLICA)
+		snprintf(primary, sizeof(primary), ", primary not known yet");
+	say("node %u (%s%s, epoch %" PRIu32 ") of cluster %" PRIu64 " started: transport %s on "
+	    "%s:%u, data_dir %s, pid %d", cfg->node_id, tdm_role_name(role), primary, epoch,
+	    cfg->cluster_id, st.transport, cfg->local_host, cfg->port, cfg->data_dir,
+	    (int)getpid());
 }
 
 int main(int argc, char **argv)
