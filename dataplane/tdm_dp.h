@@ -100,7 +100,9 @@ struct tdm_dp_peer_addr {
 	uint32_t ip;       /**< IPv4 address, network byte order */
 	uint16_t port;     /**< UDP port, host byte order */
 	uint8_t mac[6];    /**< dpdk: destination MAC; all zero = broadcast (memif, veth pairs) */
-	uint16_t dpdk_port; /**< dpdk: index of the ethdev (in EAL order) that reaches the peer */
+	uint16_t dpdk_port; /**< dpdk: index of the ethdev (in EAL order) that reaches the peer.
+	                         Peers may share a port (one NIC) or each have their own (a memif
+	                         link per pair of nodes: see transport_dpdk.c for the mesh layout) */
 };
 
 /** Fault injection, per mille rates, applied to frames we send (and `cut` to both ways). */
@@ -158,6 +160,9 @@ struct tdm_dp_transport_stats {
 	uint64_t tx_frames, tx_bytes;   /**< handed to the NIC or kernel */
 	uint64_t rx_frames, rx_bytes;   /**< received and passed up */
 	uint64_t tx_full;               /**< frames dropped because the tx queue/socket was full */
+	uint64_t tx_link_down;          /**< frames dropped because their port was down (dpdk: a
+	                                     memif link not connected, a port not started) */
+	uint64_t link_restarts;         /**< dpdk: restarts of memif client ports to reconnect */
 	uint64_t tx_errors;             /**< send failures other than full */
 	uint64_t rx_not_ours;           /**< frames dropped below tandem: not IPv4/UDP to our port */
 	uint64_t rx_bad_lower;          /**< bad IP header checksum or lengths */
@@ -201,8 +206,8 @@ int tdm_dp_tx_burst(struct tdm_dp_transport *t, struct tdm_dp_buf **bufs, int n)
  */
 int tdm_dp_rx_burst(struct tdm_dp_transport *t, struct tdm_dp_buf **bufs, int n);
 
-/** Physical link state of the path to peer (dpdk: the port's link; udp: always up), and false
- *  while the link is cut by fault injection. */
+/** Physical link state of the path to peer (dpdk: the port's link, for memif whether the peer
+ *  is connected; udp: always up), and false while the link is cut by fault injection. */
 bool tdm_dp_link_up(struct tdm_dp_transport *t, uint16_t peer);
 
 /** Cut (true) or heal (false) the link to peer: every frame to or from it is dropped.

@@ -40,11 +40,39 @@
  *     makes a runtime directory (/var/run/dpdk/<file-prefix>); we remove it after init when it
  *     is empty. Two processes without --in-memory/--no-shconf need distinct --file-prefix.
  *   - A port serves one open transport at a time: an open takes every port no other transport
- *     of this process holds. Close closes its ports (and DPDK releases them), so a port serves
- *     one transport per process lifetime; closing them is what lets us free the mbuf pool
- *     safely (drivers such as af_xdp keep pool mbufs in their queues until close).
+ *     of this process holds. Close closes its ports (and DPDK releases them; memif servers are
+ *     only stopped, see dpdk_release_ports), so a port serves one transport per process
+ *     lifetime; closing them is what lets us free the mbuf pool safely (drivers such as af_xdp
+ *     keep pool mbufs in their queues until close).
  *   - The mempool's per-lcore cache only works on EAL threads: the first burst on a non-EAL
  *     thread registers it (rte_thread_register, once per thread).
+ *
+ * memif links that come and go. Between processes on one host every pair of nodes has its own
+ * memif link, on its own socket; the node with the lower id is the server. A node thus has one
+ * vdev per peer, some servers, some clients, in peer order, and each peer's dpdk_port is the
+ * index of its vdev. Node 2 of nodes 1, 2, 3 (socket names are the deployment's choice):
+ *     --vdev=net_memif0,role=client,socket=/run/tandem/m1-2.sock,socket-abstract=no
+ *     --vdev=net_memif1,role=server,socket=/run/tandem/m2-3.sock,socket-abstract=no
+ *     peer 1: dpdk_port 0; peer 3: dpdk_port 1.
+ * Peers start, exit and are killed in any order; the transport keeps the links going without a
+ * restart of its own process (dpdk_memif.c says what the PMD does by itself and what not):
+ *   - a client port that cannot connect at open (no server yet) does not fail the open; it stays
+ *     stopped and the slow path starts it again later;
+ *   - the slow path restarts a client port whose link is down (rte_eth_dev_stop + start), at
+ *     most every DPDK_RETRY_MIN_MS, backing off to DPDK_RETRY_MAX_MS while tries fail (refused,
+ *     or a handshake that does not finish), and not at all while the server's socket file is
+ *     absent;
+ *   - a server socket file left by a killed process is removed before the EAL starts;
+ *   - bursts never touch a port that is stopped or (memif) not connected: rx skips it, tx drops
+ *     and counts in tx_link_down;
+ *   - the EAL interrupt thread, which runs memif's connects and disconnects, is kept parked
+ *     while memif ports are polled and runs only in the slow path, between bursts (the
+ *     interrupt gate in dpdk_memif.c: a disconnect during a burst crashed the burst).
+ * The slow path runs from the bursts and link queries once it is due: every DPDK_SLOW_UP_MS,
+ * letting the interrupt thread run every DPDK_GATE_UP_MS; both every DPDK_SLOW_DOWN_MS while a
+ * memif link is down (handshake messages advance only then).
+ * With memif ports, every transport of a process must be polled by one thread: the gate is
+ * process-wide.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -68,6 +96,7 @@
 #include <rte_udp.h>
 
 #include "dp_pvt.h"
+#include "dpdk_pvt.h"
 
 #define DPDK_HDRS 42u /* Ethernet 14 + IPv4 20 + UDP 8 */
 _Static_assert(sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) +
@@ -79,16 +108,25 @@ _Static_assert(RTE_PKTMBUF_HEADROOM >= DPDK_HDRS, "headers must fit in the mbuf 
 #define DPDK_POOL_CACHE 256u
 #define DPDK_MAX_ARGS 64
 #define DPDK_NOHUGE_MEM "512"    /* MB of ordinary memory when we add --no-huge */
-#define DPDK_LINK_PERIOD_MS 10u  /* link state is re-read at most this often */
+#define DPDK_SLOW_UP_MS 10u      /* slow path period: link states */
+#define DPDK_GATE_UP_MS 100u     /* the interrupt thread runs this often while memif links are up */
+#define DPDK_SLOW_DOWN_MS 1u     /* both, while a memif link is down: handshakes advance */
+#define DPDK_RETRY_MIN_MS 100u   /* memif client: restart a down link at most this often */
+#define DPDK_RETRY_MAX_MS 1600u  /* ... backing off to this while handshakes do not finish */
 #define DPDK_PRIV_SIZE RTE_ALIGN_CEIL(sizeof(struct tdm_dp_buf), RTE_MBUF_PRIV_ALIGN)
 
-/* One port this transport holds. */
+/* One port this transport holds. Fields are the polling thread's. */
 struct dpdk_port {
 	uint16_t id;                /**< ethdev port id */
+	uint8_t kind;               /**< enum tdm_dp_port_kind */
 	bool configured;            /**< we changed it: close it when we let go */
 	bool started;
-	bool link_up;               /**< cached link state */
-	uint64_t link_checked;      /**< timer cycles of the last read */
+	bool link_up;               /**< link state read by the last slow path */
+	bool ready;                 /**< bursts may use it: started, and memif connected with the
+	                                 interrupt thread parked */
+	uint64_t retry_at;          /**< memif client: no restart before (timer cycles) */
+	uint64_t retry_wait;        /**< memif client: wait before the next try, in cycles */
+	char sock[TDM_DP_MEMIF_PATH_MAX]; /**< memif client: the server's socket file, or "" */
 	struct rte_ether_addr mac;
 };
 
@@ -104,7 +142,10 @@ struct dpdk_state {
 	uint16_t rx_next;           /**< slot the next rx_burst polls first (round-robin) */
 	uint16_t ip_id;             /**< IPv4 id of the next frame (DF is set: only for tools) */
 	uint16_t local_port_be;     /**< cfg.local_port, network order */
-	uint64_t link_period;       /**< DPDK_LINK_PERIOD_MS in timer cycles */
+	bool has_memif;             /**< holds a memif port: uses the interrupt gate */
+	uint64_t ms;                /**< timer cycles per millisecond */
+	uint64_t slow_at;           /**< timer cycles when the slow path is next due */
+	uint64_t gate_at;           /**< ... when it next lets the interrupt thread run */
 	struct dpdk_port ports[RTE_MAX_ETHPORTS];
 	struct dpdk_peer peers[TDM_DP_MAX_PEERS];
 	char desc[64];              /**< "dpdk/<driver of the first port>" */
@@ -116,6 +157,7 @@ static int dpdk_eal_rc = 1;               /* 1 not tried, 0 up, < 0 failed (stic
 static char dpdk_eal_msg[512];            /* why it failed, repeated to later opens */
 static bool dpdk_port_taken[RTE_MAX_ETHPORTS];
 static unsigned dpdk_pool_seq;            /* pool names must be unique in the process */
+static int dpdk_gate_users;               /* open transports with memif ports */
 static _Thread_local bool dpdk_thread_tried;
 
 /* ---- EAL ---- */
@@ -205,7 +247,7 @@ static int dpdk_eal_init(const char *args)
 	char *argv[DPDK_MAX_ARGS];
 	cpu_set_t cpus;
 	bool keep_cpus;
-	int argc;
+	int argc, rc;
 
 	if (dpdk_eal_rc <= 0) {
 		if (dpdk_eal_rc < 0)
@@ -219,6 +261,9 @@ static int dpdk_eal_init(const char *args)
 		    !dpdk_has_opt(argv, argc, "--lcores");
 	if (keep_cpus && pthread_getaffinity_np(pthread_self(), sizeof(cpus), &cpus) != 0)
 		keep_cpus = false;
+	rc = tdm_dp_memif_clear_stale(argv, argc); /* not sticky: a later open may try again */
+	if (rc != 0)
+		return rc;
 	if (rte_eal_init(argc, argv) < 0) {
 		snprintf(dpdk_eal_msg, sizeof(dpdk_eal_msg),
 			 "DPDK EAL init failed: %s; check eal_args \"%s\" (the EAL's own messages "
@@ -283,16 +328,31 @@ static int dpdk_claim_ports(struct dpdk_state *d)
 	return 0;
 }
 
+/*
+ * Stop and close our ports (dpdk_lock held). memif's stop and close must not meet a connect or
+ * disconnect on the interrupt thread: the gate is held meanwhile, and let go when no memif
+ * transport is left. memif server ports are stopped but not closed, and stay taken: the PMD's
+ * close frees its listener's state but leaves the listener's callback registered with the EAL,
+ * which then runs on freed memory, in a loop, when a client connects (a peer retrying while we
+ * shut down). Stopped, the listener may still complete a handshake nobody polls: harmless, and
+ * their queues hold no mbufs of our pool (servers always copy).
+ */
 static void dpdk_release_ports(struct dpdk_state *d)
 {
+	bool gated = d->has_memif && tdm_dp_gate_hold();
+
 	for (uint16_t i = 0; i < d->n_ports; i++) {
+		bool keep = d->ports[i].kind == TDM_DP_PORT_MEMIF_SERVER;
+
 		if (d->ports[i].started)
 			rte_eth_dev_stop(d->ports[i].id);
-		if (d->ports[i].configured)
+		if (d->ports[i].configured && !keep)
 			rte_eth_dev_close(d->ports[i].id);
-		dpdk_port_taken[d->ports[i].id] = false;
+		dpdk_port_taken[d->ports[i].id] = keep && d->ports[i].configured;
 	}
 	d->n_ports = 0;
+	if (gated && dpdk_gate_users == 0)
+		tdm_dp_gate_release();
 }
 
 static int dpdk_port_slot(const struct dpdk_state *d, uint16_t port_id)
@@ -374,16 +434,26 @@ static int dpdk_port_start(struct dpdk_state *d, struct dpdk_port *p,
 		return TDM_ERR(-EINVAL, "DPDK port %u (%s): set MTU %u: %s", p->id, drv, mtu,
 			       rte_strerror(-rc));
 	(void)rte_eth_promiscuous_enable(p->id); /* memif and some vdevs cannot: harmless */
-	rc = rte_eth_dev_start(p->id);
-	if (rc != 0)
-		return TDM_ERR(-ENODEV, "DPDK port %u (%s): start failed: %s (memif client: is "
-			       "the server up?)", p->id, drv, rte_strerror(-rc));
-	p->started = true;
 	rc = rte_eth_macaddr_get(p->id, &p->mac);
 	if (rc != 0)
 		return TDM_ERR(-ENODEV, "DPDK port %u (%s): MAC address: %s", p->id, drv,
 			       rte_strerror(-rc));
-	p->link_checked = rte_get_timer_cycles() - d->link_period; /* read on first ask */
+	p->kind = (uint8_t)tdm_dp_memif_kind(p->id, info.driver_name, p->sock, sizeof(p->sock));
+	d->has_memif |= p->kind != TDM_DP_PORT_OTHER;
+	p->retry_wait = d->ms * DPDK_RETRY_MIN_MS;
+	p->retry_at = rte_get_timer_cycles() + p->retry_wait;
+	/* A memif client whose server is not up yet: the slow path starts it again later. */
+	if (p->kind == TDM_DP_PORT_MEMIF_CLIENT && p->sock[0] &&
+	    !tdm_dp_memif_socket_exists(p->sock))
+		return 0;
+	rc = rte_eth_dev_start(p->id);
+	if (rc != 0 && p->kind == TDM_DP_PORT_MEMIF_CLIENT)
+		return 0;
+	if (rc != 0)
+		return TDM_ERR(-ENODEV, "DPDK port %u (%s): start failed: %s", p->id, drv,
+			       rte_strerror(-rc));
+	p->started = true;
+	p->ready = p->kind == TDM_DP_PORT_OTHER; /* memif: once connected, in the slow path */
 	return 0;
 }
 
@@ -441,7 +511,7 @@ static int dpdk_open_locked(struct tdm_dp_transport *t, struct dpdk_state *d, ui
 
 	if (rc != 0)
 		return rc;
-	d->link_period = rte_get_timer_hz() / 1000u * DPDK_LINK_PERIOD_MS;
+	d->ms = rte_get_timer_hz() / 1000u;
 	rc = dpdk_claim_ports(d);
 	if (rc != 0)
 		return rc;
@@ -451,9 +521,14 @@ static int dpdk_open_locked(struct tdm_dp_transport *t, struct dpdk_state *d, ui
 	rc = dpdk_pool_create(d, &t->cfg, mtu);
 	for (uint16_t i = 0; rc == 0 && i < d->n_ports; i++)
 		rc = dpdk_port_start(d, &d->ports[i], &t->cfg, mtu);
+	if (rc == 0 && d->has_memif)
+		rc = tdm_dp_gate_init();
 	for (int i = 0; rc == 0 && i < t->cfg.n_peers; i++)
 		dpdk_peer_template(&t->cfg, &t->cfg.peers[i], &d->ports[d->peers[i].slot].mac,
 				   d->peers[i].hdr);
+	if (rc == 0)
+		dpdk_gate_users += d->has_memif;
+	d->slow_at = d->gate_at = rte_get_timer_cycles(); /* due at the first burst */
 	return rc;
 }
 
@@ -492,6 +567,7 @@ static void dpdk_close(struct tdm_dp_transport *t)
 	if (!d)
 		return;
 	pthread_mutex_lock(&dpdk_lock);
+	dpdk_gate_users -= d->has_memif;
 	dpdk_release_ports(d);   /* before the pool: queues may still hold its mbufs */
 	rte_mempool_free(d->pool);
 	pthread_mutex_unlock(&dpdk_lock);
@@ -535,6 +611,87 @@ static void dpdk_buf_free(struct tdm_dp_transport *t, struct tdm_dp_buf *b)
 	rte_pktmbuf_free(b->priv);
 }
 
+/* ---- Slow path: link states, memif reconnects, the interrupt gate ---- */
+
+/* A memif client whose link is down: stop it (its control channel is gone or stuck) and start it
+ * again, which connects to the server. Runs with the interrupt gate held. */
+static void dpdk_port_restart(struct tdm_dp_transport *t, struct dpdk_state *d,
+			      struct dpdk_port *p, uint64_t now)
+{
+	p->retry_at = now + p->retry_wait;
+	if (p->started) {
+		rte_eth_dev_stop(p->id);
+		p->started = false;
+	}
+	/* No socket file, no server: do not make the PMD log a failed connect every time. */
+	if (p->sock[0] && !tdm_dp_memif_socket_exists(p->sock))
+		return;
+	t->st.link_restarts++;
+	/* Whether the connect is refused (a socket file left by a killed server: the PMD logs it)
+	 * or the handshake does not finish before the next try, the try after waits twice as
+	 * long, up to DPDK_RETRY_MAX_MS. A link that comes up resets the wait. */
+	if (p->retry_wait < d->ms * DPDK_RETRY_MAX_MS)
+		p->retry_wait *= 2;
+	p->started = rte_eth_dev_start(p->id) == 0;
+}
+
+/* Read one port's link and decide whether bursts may use it. @return its link is up. */
+static bool dpdk_port_check(struct tdm_dp_transport *t, struct dpdk_state *d,
+			    struct dpdk_port *p, bool gated, uint64_t now)
+{
+	struct rte_eth_link link;
+	bool was_up = p->link_up;
+
+	memset(&link, 0, sizeof(link));
+	p->link_up = p->started && rte_eth_link_get_nowait(p->id, &link) == 0 &&
+		     link.link_status == RTE_ETH_LINK_UP;
+	if (p->kind == TDM_DP_PORT_MEMIF_CLIENT && gated) {
+		if (p->link_up) {
+			p->retry_wait = d->ms * DPDK_RETRY_MIN_MS;
+		} else {
+			if (was_up) /* the server went away: give it time to come back */
+				p->retry_at = now + p->retry_wait;
+			if ((int64_t)(now - p->retry_at) >= 0)
+				dpdk_port_restart(t, d, p, now);
+		}
+	}
+	p->ready = p->started && (p->kind == TDM_DP_PORT_OTHER || (gated && p->link_up));
+	return p->link_up;
+}
+
+/*
+ * When due, let the interrupt thread run memif's queued connects and disconnects and park it
+ * again (a wait of two thread hand-offs: about 10 us on an idle machine, milliseconds on a
+ * loaded one, hence rarely while every link is up); then read every port's link state and
+ * restart memif clients that are down. Never in the middle of a burst: called from the top of
+ * bursts and link queries once d->slow_at has passed.
+ */
+static void dpdk_slow_path(struct tdm_dp_transport *t, struct dpdk_state *d, uint64_t now)
+{
+	bool cycle = d->has_memif && ((int64_t)(now - d->gate_at) >= 0 || !tdm_dp_gate_held());
+	bool all_up = true, gated;
+
+	if (cycle) {
+		tdm_dp_gate_release();
+		tdm_dp_gate_hold();
+	}
+	gated = d->has_memif && tdm_dp_gate_held();
+	for (uint16_t i = 0; i < d->n_ports; i++)
+		all_up &= dpdk_port_check(t, d, &d->ports[i], gated, now) ||
+			  d->ports[i].kind == TDM_DP_PORT_OTHER;
+	d->slow_at = now + d->ms * (all_up ? DPDK_SLOW_UP_MS : DPDK_SLOW_DOWN_MS);
+	if (cycle || !all_up)
+		d->gate_at = now + d->ms * (all_up ? DPDK_GATE_UP_MS : DPDK_SLOW_DOWN_MS);
+}
+
+static inline void dpdk_maybe_slow(struct tdm_dp_transport *t, struct dpdk_state *d)
+{
+	uint64_t now = rte_get_timer_cycles();
+
+	if (TDM_DP_UNLIKELY((int64_t)(now - d->slow_at) >= 0))
+		dpdk_slow_path(t, d, now);
+}
+
 /* ---- Tx ---- */
 
 /* Put the lower headers in front of b's frame. @return the port slot, or -1 (unknown peer or
@@ -565,12 +722,19 @@ static inline int dpdk_tx_frame(struct tdm_dp_transport *t, struct dpdk_state *d
 	return d->peers[i].slot;
 }
 
-/* Send n mbufs on one port; free and count what the queue did not take. */
+/* Send n mbufs on one port; free and count what the queue did not take, and everything when
+ * the port is down (stopped, or a memif link not connected). */
 static int dpdk_tx_port(struct tdm_dp_transport *t, struct dpdk_port *p,
 			struct rte_mbuf **m, uint16_t n)
 {
 	uint64_t bytes = 0;
 	uint16_t done;
+
+	if (TDM_DP_UNLIKELY(!p->ready)) {
+		rte_pktmbuf_free_bulk(m, n);
+		t->st.tx_link_down += n;
+		return 0;
+	}
 
 	for (uint16_t i = 0; i < n; i++)
 		bytes += m[i]->pkt_len - DPDK_HDRS; /* before the send: the driver frees them */
@@ -628,6 +792,7 @@ static int dpdk_tx_burst(struct tdm_dp_transport *t, struct tdm_dp_buf **bufs, i
 	int sent = 0;
 
 	dpdk_adopt_thread();
+	dpdk_maybe_slow(t, d);
 	for (int i = 0; i < n; i += TDM_DP_BURST)
 		sent += dpdk_tx_chunk(t, d, bufs + i, n - i < TDM_DP_BURST ? n - i : TDM_DP_BURST);
 	return sent;
@@ -716,10 +881,11 @@ static int dpdk_rx_burst(struct tdm_dp_transport *t, struct tdm_dp_buf **bufs, i
 	int got = 0;
 
 	dpdk_adopt_thread();
+	dpdk_maybe_slow(t, d);
 	for (uint16_t k = 0; k < d->n_ports && got < n; k++) {
-		uint16_t id = d->ports[d->rx_next].id;
+		const struct dpdk_port *p = &d->ports[d->rx_next];
 		uint16_t want = n - got < TDM_DP_BURST ? (uint16_t)(n - got) : TDM_DP_BURST;
-		uint16_t nb = rte_eth_rx_burst(id, 0, m, want);
+		uint16_t nb = p->ready ? rte_eth_rx_burst(p->id, 0, m, want) : 0;
 
 		d->rx_next = (uint16_t)(d->rx_next + 1 == d->n_ports ? 0 : d->rx_next + 1);
 		for (uint16_t i = 0; i < nb; i++) {
@@ -746,26 +912,16 @@ static int dpdk_rx_burst(struct tdm_dp_transport *t, struct tdm_dp_buf **bufs, i
 
 /* ---- Link state and name ---- */
 
+/* The link as the last slow path read it (at most DPDK_SLOW_UP_MS old). */
 static bool dpdk_link_up(struct tdm_dp_transport *t, uint16_t peer)
 {
 	struct dpdk_state *d = t->backend;
 	int i = tdm_dp_peer_index(&t->cfg, peer);
-	struct dpdk_port *p;
-	uint64_t now;
 
 	if (i < 0)
 		return false;
-	p = &d->ports[d->peers[i].slot];
-	now = rte_get_timer_cycles();
-	if (now - p->link_checked >= d->link_period) {
-		struct rte_eth_link link;
-
-		memset(&link, 0, sizeof(link));
-		p->link_up = rte_eth_link_get_nowait(p->id, &link) == 0 &&
-			     link.link_status == RTE_ETH_LINK_UP;
-		p->link_checked = now;
-	}
-	return p->link_up;
+	dpdk_maybe_slow(t, d);
+	return d->ports[d->peers[i].slot].link_up;
 }
 
 static const char *dpdk_describe(const struct tdm_dp_transport *t)

@@ -381,7 +381,14 @@ static pid_t spawn(struct side *sd, int (*fn)(struct side *))
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		/* Die of a crash instead of running cmocka's handler, which would carry on with the
+		 * parent's tests in this child. */
+		static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT,
+					    SIGTERM, SIGINT };
+
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a killed test */
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			signal(sigs[i], SIG_DFL);
 		_exit(fn(sd) == 0 ? 0 : 1);
 	}
 	return pid;

@@ -1,0 +1,277 @@
+/*
+ * memif specifics of the dpdk backend: which ports are memif clients and servers, stale server
+ * sockets, and the interrupt gate.
+ *
+ * What DPDK 22.11's memif PMD does on its own (drivers/net/memif), and what it does not:
+ *   - A server port listens on its socket from probe on and accepts a client whenever none is
+ *     connected, again after one went away. Nothing to do for us.
+ *   - A client connects once, in rte_eth_dev_start (memif_connect_client: one connect(), no
+ *     retry). With no server listening the start fails. When the server goes away (its process
+ *     exits or is killed) the control channel reads end-of-file and memif_disconnect() runs; the
+ *     port stays "started" with its link down, and nothing ever connects it again. Reconnecting
+ *     is rte_eth_dev_stop + rte_eth_dev_start: transport_dpdk.c does that in its slow path.
+ *   - A server killed with SIGKILL leaves its socket file behind (memif removes it only on a
+ *     clean close), and a new server cannot bind it: tdm_dp_memif_clear_stale removes it before
+ *     the EAL starts, when nobody accepts on it.
+ *   - The control channel (handshake, disconnect) runs on the EAL interrupt thread. Its
+ *     memif_disconnect() unmaps the shared region and frees the region records, while
+ *     eth_memif_rx/tx on the polling thread read those records and write into the region with no
+ *     synchronisation at all (they test the CONNECTED flag once, on entry). When the peer exits
+ *     during a burst, the burst touches unmapped memory: SIGSEGV. This is the crash seen in a
+ *     memif peer right when the other side exited. We cannot fix the PMD, so we keep the two from
+ *     ever running at the same time: the gate below.
+ *
+ * The interrupt gate. A callback of ours, registered with the EAL on an eventfd, parks the
+ * interrupt thread (a futex wait) while memif ports are being polled. The polling thread lets it
+ * go only from the transport's slow path, between bursts: release, then ask it to park again
+ * (eventfd) and wait until it has. Meanwhile the thread runs whatever became ready while it was
+ * parked (memif messages ahead of our eventfd; anything later waits for the next slow path).
+ * Cost: two thread hand-offs per cycle (about 10 us idle, up to milliseconds when the machine's
+ * cores are all busy), every 100 ms while memif links are up, every 1 ms while one is down so
+ * handshakes advance; nothing per burst. A peer's disconnect is thus seen up to 100 ms late
+ * (meanwhile its ring just fills). While parked the interrupt thread runs nothing else either;
+ * memif and the vdev/af_packet/af_xdp drivers need nothing else from it (PCI drivers that
+ * wait for interrupts or alarms would: the gate is used only by transports with memif ports).
+ *
+ * Gate protocol (release and parked are 32-bit counters; each has one writer):
+ *   poll thread, hold:    write the eventfd (once per request), then wait until
+ *                         parked == release + 1 (acquire; pairs with the callback's release
+ *                         store): from then on the interrupt thread runs nothing until released.
+ *   interrupt thread:     read the eventfd; r = release (acquire); parked = r + 1 (release);
+ *                         futex-wait while release == r.
+ *   poll thread, release: release = release + 1 (release: our bursts happen before anything the
+ *                         interrupt thread does next; pairs with its acquire), futex wake.
+ * A stale parked value never matches: each hold waits for release + 1 of the current release.
+ */
+#define ALLOW_EXPERIMENTAL_API /* rte_intr_instance_alloc, rte_intr_fd_set, rte_intr_type_set */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_dev.h>
+#include <rte_devargs.h>
+#include <rte_ethdev.h>
+#include <rte_interrupts.h>
+
+#include "dp_pvt.h"
+#include "dpdk_pvt.h"
+
+#define MEMIF_DEFAULT_SOCKET "/run/memif.sock" /* the PMD's default */
+#define GATE_WAIT_MS 2000u /* longest wait for the interrupt thread to park */
+
+_Static_assert(TDM_DP_MEMIF_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path),
+	       "memif socket path size");
+
+/* ---- memif devargs ---- */
+
+/* The value of key in a devargs string "k=v,k=v" (NULL args: none). @return true if present. */
+static bool kv_get(const char *args, const char *key, char *out, size_t n)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = args; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
+			const char *v = p + klen + 1, *end = strchr(v, ',');
+			size_t len = end ? (size_t)(end - v) : strlen(v);
+
+			if (len >= n)
+				len = n - 1;
+			memcpy(out, v, len);
+			out[len] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+/* From memif devargs: is it a server, and its socket path when on the filesystem ("" when
+ * abstract, the PMD's default). */
+static bool memif_parse(const char *args, char *sock, size_t n)
+{
+	char role[16] = "client", abstract[8] = "yes"; /* the PMD's defaults */
+
+	kv_get(args, "role", role, sizeof(role));
+	kv_get(args, "socket-abstract", abstract, sizeof(abstract));
+	sock[0] = '\0';
+	if (strcmp(abstract, "no") == 0 && !kv_get(args, "socket", sock, n))
+		snprintf(sock, n, "%s", MEMIF_DEFAULT_SOCKET);
+	return strstr(role, "server") || strstr(role, "master");
+}
+
+enum tdm_dp_port_kind tdm_dp_memif_kind(uint16_t port_id, const char *driver, char *sock,
+					size_t n)
+{
+	struct rte_eth_dev_info info;
+	const struct rte_devargs *da;
+
+	sock[0] = '\0';
+	if (!driver || strcmp(driver, "net_memif") != 0)
+		return TDM_DP_PORT_OTHER;
+	if (rte_eth_dev_info_get(port_id, &info) != 0 || !info.device)
+		return TDM_DP_PORT_MEMIF_CLIENT;
+	da = rte_dev_devargs(info.device);
+	return memif_parse(da ? da->args : NULL, sock, n) ? TDM_DP_PORT_MEMIF_SERVER
+							  : TDM_DP_PORT_MEMIF_CLIENT;
+}
+
+bool tdm_dp_memif_socket_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* A server socket file: remove it when nobody accepts on it. */
+static int clear_one(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	if (!tdm_dp_memif_socket_exists(path))
+		return 0;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0; /* cannot tell: let the PMD try */
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	err = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ? 0 : errno;
+	close(fd);
+	if (err == 0 || err == EAGAIN)
+		return TDM_ERR(-EADDRINUSE, "memif server socket %s is served by a live process: "
+			       "give every memif link its own socket (one per pair of nodes)", path);
+	if (err == ECONNREFUSED)
+		unlink(path); /* left by a process killed before it could remove it */
+	return 0;
+}
+
+int tdm_dp_memif_clear_stale(char **argv, int argc)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *dev = NULL, *args;
+		char sock[TDM_DP_MEMIF_PATH_MAX];
+		int rc;
+
+		if (strncmp(argv[i], "--vdev=", 7) == 0)
+			dev = argv[i] + 7;
+		else if (strcmp(argv[i], "--vdev") == 0 && i + 1 < argc)
+			dev = argv[++i];
+		if (!dev || strncmp(dev, "net_memif", 9) != 0)
+			continue;
+		args = strchr(dev, ',');
+		if (!memif_parse(args ? args + 1 : NULL, sock, sizeof(sock)) || !sock[0])
+			continue;
+		rc = clear_one(sock);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- The interrupt gate ---- */
+
+static struct {
+	int efd;                    /* eventfd our callback is registered on; -1 before init */
+	struct rte_intr_handle *ih;
+	uint32_t release;           /* writer: the poll thread; bumped to let the thread go */
+	uint32_t parked;            /* writer: the interrupt thread; release + 1 while parked */
+	bool asked;                 /* poll thread: the eventfd was written, the park is pending */
+	bool held;                  /* poll thread: parked == release + 1 was seen */
+} gate = { .efd = -1 };
+
+static long futex(uint32_t *addr, int op, uint32_t val)
+{
+	return syscall(SYS_futex, addr, op, val, NULL, NULL, 0);
+}
+
+/* Runs on the EAL interrupt thread: park until the poll thread releases us. */
+static void gate_cb(void *arg)
+{
+	uint64_t v;
+	uint32_t r;
+
+	(void)arg;
+	if (read(gate.efd, &v, sizeof(v)) < 0)
+		return; /* nothing to read: not a request of ours */
+	r = __atomic_load_n(&gate.release, __ATOMIC_ACQUIRE); /* pairs with the release bump */
+	__atomic_store_n(&gate.parked, r + 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&gate.release, __ATOMIC_ACQUIRE) == r)
+		futex(&gate.release, FUTEX_WAIT_PRIVATE, r);
+}
+
+int tdm_dp_gate_init(void)
+{
+	int rc;
+
+	if (gate.efd >= 0)
+		return 0;
+	gate.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (gate.efd < 0)
+		return TDM_ERR(-errno, "eventfd for the memif interrupt gate: %s", strerror(errno));
+	gate.ih = rte_intr_instance_alloc(RTE_INTR_INSTANCE_F_PRIVATE);
+	if (!gate.ih || rte_intr_fd_set(gate.ih, gate.efd) != 0 ||
+	    rte_intr_type_set(gate.ih, RTE_INTR_HANDLE_EXT) != 0) {
+		rc = TDM_ERR(-ENOMEM, "interrupt handle for the memif interrupt gate");
+		goto err;
+	}
+	rc = rte_intr_callback_register(gate.ih, gate_cb, NULL);
+	if (rc < 0) {
+		rc = TDM_ERR(rc, "registering the memif interrupt gate with the EAL: %s",
+			     rte_strerror(-rc));
+		goto err;
+	}
+	return 0;
+err:
+	rte_intr_instance_free(gate.ih); /* NULL is ignored */
+	gate.ih = NULL;
+	close(gate.efd);
+	gate.efd = -1;
+	return rc;
+}
+
+bool tdm_dp_gate_hold(void)
+{
+	uint32_t want = __atomic_load_n(&gate.release, __ATOMIC_RELAXED) + 1; /* we write it */
+	uint64_t one = 1, deadline;
+
+	if (gate.held || gate.efd < 0)
+		return gate.held;
+	if (!gate.asked) {
+		if (write(gate.efd, &one, sizeof(one)) != sizeof(one))
+			return false;
+		gate.asked = true;
+	}
+	deadline = rte_get_timer_cycles() + rte_get_timer_hz() / 1000u * GATE_WAIT_MS;
+	/* Pairs with the callback's release store of parked. */
+	while (__atomic_load_n(&gate.parked, __ATOMIC_ACQUIRE) != want) {
+		if (rte_get_timer_cycles() > deadline)
+			return false; /* still asked: a later hold picks it up */
+		sched_yield();
+	}
+	gate.asked = false;
+	gate.held = true;
+	return true;
+}
+
+void tdm_dp_gate_release(void)
+{
+	if (!gate.held)
+		return;
+	gate.held = false;
+	__atomic_store_n(&gate.release, gate.release + 1, __ATOMIC_RELEASE);
+	futex(&gate.release, FUTEX_WAKE_PRIVATE, 1);
+}
+
+bool tdm_dp_gate_held(void)
+{
+	return gate.held;
+}
