@@ -995,8 +995,10 @@ static int check_replication(const struct tdm_config *cfg)
 	if (primary && cfg->primary_id != 0 && cfg->primary_id != cfg->node_id)
 		return BAD(cfg, "[node] primary = %u: this node is the primary; remove primary, "
 			   "or set role = replica", cfg->primary_id);
-	if (cfg->role != TDM_ROLE_WITNESS && cfg->level >= TDM_LEVEL_RECEIVED &&
-	    cfg->quorum > data_peers)
+	/* Only a node that may become primary needs that many replicas: with failover, every
+	 * data node. */
+	if ((primary || (cfg->role == TDM_ROLE_REPLICA && cfg->failover_timeout_ms)) &&
+	    cfg->level >= TDM_LEVEL_RECEIVED && cfg->quorum > data_peers)
 		return BAD(cfg, "[replication] quorum = %d: level %s needs that many replicas but "
 			   "%d %s configured (witnesses keep no data); lower quorum or add "
 			   "[peer.N] sections", cfg->quorum, tdm_level_name(cfg->level), data_peers,
