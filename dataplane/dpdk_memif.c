@@ -12,7 +12,18 @@
  *     is rte_eth_dev_stop + rte_eth_dev_start: transport_dpdk.c does that in its slow path.
  *   - A server killed with SIGKILL leaves its socket file behind (memif removes it only on a
  *     clean close), and a new server cannot bind it: tdm_dp_memif_clear_stale removes it before
- *     the EAL starts, when nobody accepts on it.
+ *     the EAL starts, when no socket is bound to it.
+ *   - A client that closes its connection before the server has accepted it crashes the server:
+ *     memif_listener_handler accepts, registers the new channel's callback with the EAL, fails
+ *     to send HELLO (EPIPE), then closes the socket and frees the channel without unregistering
+ *     the callback. The EAL's next rebuild of its epoll set panics ("Error adding fd N
+ *     epoll_ctl, Bad file descriptor", abort), or, if the fd number was reused first, the stale
+ *     callback runs on freed memory. Reproduced here with and without the gate below (a client
+ *     that connects and closes at once). We cannot unregister a callback of the PMD, so we never
+ *     do that to a server: no probing connects (stale sockets are found in /proc/net/unix), and
+ *     a client waits ten of the server's accept periods before it gives up on a connection
+ *     (transport_dpdk.c). A peer process killed between its connect and our accept (a window
+ *     of one slow path, 10 ms at most while our links are up) can still crash us.
  *   - The control channel (handshake, disconnect) runs on the EAL interrupt thread. Its
  *     memif_disconnect() unmaps the shared region and frees the region records, while
  *     eth_memif_rx/tx on the polling thread read those records and write into the region with no
@@ -26,12 +37,12 @@
  * go only from the transport's slow path, between bursts: release, then ask it to park again
  * (eventfd) and wait until it has. Meanwhile the thread runs whatever became ready while it was
  * parked (memif messages ahead of our eventfd; anything later waits for the next slow path).
- * Cost: two thread hand-offs per cycle (about 10 us idle, up to milliseconds when the machine's
- * cores are all busy), every 100 ms while memif links are up, every 1 ms while one is down so
- * handshakes advance; nothing per burst. A peer's disconnect is thus seen up to 100 ms late
- * (meanwhile its ring just fills). While parked the interrupt thread runs nothing else either;
- * memif and the vdev/af_packet/af_xdp drivers need nothing else from it (PCI drivers that
- * wait for interrupts or alarms would: the gate is used only by transports with memif ports).
+ * Cost: two thread hand-offs per slow path (about 10 us idle, up to milliseconds when every core
+ * is busy), every 10 ms, every 1 ms while a memif link is down so handshakes advance; nothing
+ * per burst. A peer's disconnect is seen up to 10 ms late (meanwhile its ring just fills).
+ * While parked the interrupt thread runs nothing else either; memif and the vdev/af_packet/
+ * af_xdp drivers need nothing else from it (PCI drivers that wait for interrupts or alarms
+ * would: the gate is used only by transports with memif ports).
  *
  * Gate protocol (release and parked are 32-bit counters; each has one writer):
  *   poll thread, hold:    write the eventfd (once per request), then wait until
@@ -46,7 +57,6 @@
 #define ALLOW_EXPERIMENTAL_API /* rte_intr_instance_alloc, rte_intr_fd_set, rte_intr_type_set */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdio.h>
@@ -132,25 +142,38 @@ bool tdm_dp_memif_socket_exists(const char *path)
 	return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-/* A server socket file: remove it when nobody accepts on it. */
+/* Is a socket of this network namespace bound to path? /proc/net/unix ends each line with the
+ * bound path. Not a probing connect: a connection closed unaccepted crashes a memif server. */
+static bool unix_path_bound(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "r");
+	size_t n = strlen(path);
+	char line[512];
+	bool bound = false;
+
+	if (!f)
+		return true; /* cannot tell: leave the file alone, the PMD reports a failed bind */
+	while (!bound && fgets(line, sizeof(line), f)) {
+		size_t len = strlen(line);
+
+		if (len > 0 && line[len - 1] == '\n')
+			line[--len] = '\0';
+		bound = len > n && line[len - n - 1] == ' ' && strcmp(line + len - n, path) == 0;
+	}
+	fclose(f);
+	return bound;
+}
+
+/* A server socket file: remove it when no socket is bound to it. (A server in another network
+ * namespace sharing the file system is not seen: give such servers their own directories.) */
 static int clear_one(const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd, err;
-
 	if (!tdm_dp_memif_socket_exists(path))
 		return 0;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0; /* cannot tell: let the PMD try */
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	err = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ? 0 : errno;
-	close(fd);
-	if (err == 0 || err == EAGAIN)
-		return TDM_ERR(-EADDRINUSE, "memif server socket %s is served by a live process: "
+	if (unix_path_bound(path))
+		return TDM_ERR(-EADDRINUSE, "memif server socket %s is bound by a live process: "
 			       "give every memif link its own socket (one per pair of nodes)", path);
-	if (err == ECONNREFUSED)
-		unlink(path); /* left by a process killed before it could remove it */
+	unlink(path); /* left by a process killed before it could remove it */
 	return 0;
 }
 

@@ -27,7 +27,7 @@ enum tdm_dp_port_kind tdm_dp_memif_kind(uint16_t port_id, const char *driver, ch
 
 /**
  * Before the EAL starts: for every memif server vdev in argv on a filesystem socket, remove the
- * socket file a killed process left behind (nobody accepts on it), so the server can bind again.
+ * socket file a killed process left behind (no socket bound to it), so the server can bind again.
  * @return 0; -EADDRINUSE a live process serves that socket (message names it).
  */
 int tdm_dp_memif_clear_stale(char **argv, int argc);

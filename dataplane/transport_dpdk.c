@@ -69,8 +69,7 @@
  *     while memif ports are polled and runs only in the slow path, between bursts (the
  *     interrupt gate in dpdk_memif.c: a disconnect during a burst crashed the burst).
  * The slow path runs from the bursts and link queries once it is due: every DPDK_SLOW_UP_MS,
- * letting the interrupt thread run every DPDK_GATE_UP_MS; both every DPDK_SLOW_DOWN_MS while a
- * memif link is down (handshake messages advance only then).
+ * every DPDK_SLOW_DOWN_MS while a memif link is down (handshake messages advance only there).
  * With memif ports, every transport of a process must be polled by one thread: the gate is
  * process-wide.
  */
@@ -108,11 +107,14 @@ _Static_assert(RTE_PKTMBUF_HEADROOM >= DPDK_HDRS, "headers must fit in the mbuf 
 #define DPDK_POOL_CACHE 256u
 #define DPDK_MAX_ARGS 64
 #define DPDK_NOHUGE_MEM "512"    /* MB of ordinary memory when we add --no-huge */
-#define DPDK_SLOW_UP_MS 10u      /* slow path period: link states */
-#define DPDK_GATE_UP_MS 100u     /* the interrupt thread runs this often while memif links are up */
-#define DPDK_SLOW_DOWN_MS 1u     /* both, while a memif link is down: handshakes advance */
+#define DPDK_SLOW_UP_MS 10u      /* slow path period (link states, the interrupt gate) */
+#define DPDK_SLOW_DOWN_MS 1u     /* ... while a memif link is down: handshakes advance */
 #define DPDK_RETRY_MIN_MS 100u   /* memif client: restart a down link at most this often */
 #define DPDK_RETRY_MAX_MS 1600u  /* ... backing off to this while handshakes do not finish */
+/* A memif server accepts a connection only when its interrupt thread runs (every slow path),
+ * and a client that gives up on a connection the server has not accepted yet crashes the server
+ * (dpdk_memif.c): a client waits ten server periods at least before it tries again. */
+_Static_assert(DPDK_RETRY_MIN_MS >= 10 * DPDK_SLOW_UP_MS, "memif retry vs. accept latency");
 #define DPDK_PRIV_SIZE RTE_ALIGN_CEIL(sizeof(struct tdm_dp_buf), RTE_MBUF_PRIV_ALIGN)
 
 /* One port this transport holds. Fields are the polling thread's. */
@@ -145,7 +147,6 @@ struct dpdk_state {
 	bool has_memif;             /**< holds a memif port: uses the interrupt gate */
 	uint64_t ms;                /**< timer cycles per millisecond */
 	uint64_t slow_at;           /**< timer cycles when the slow path is next due */
-	uint64_t gate_at;           /**< ... when it next lets the interrupt thread run */
 	struct dpdk_port ports[RTE_MAX_ETHPORTS];
 	struct dpdk_peer peers[TDM_DP_MAX_PEERS];
 	char desc[64];              /**< "dpdk/<driver of the first port>" */
@@ -528,7 +529,7 @@ static int dpdk_open_locked(struct tdm_dp_transport *t, struct dpdk_state *d, ui
 				   d->peers[i].hdr);
 	if (rc == 0)
 		dpdk_gate_users += d->has_memif;
-	d->slow_at = d->gate_at = rte_get_timer_cycles(); /* due at the first burst */
+	d->slow_at = rte_get_timer_cycles(); /* due at the first burst */
 	return rc;
 }
 
@@ -660,28 +661,23 @@ static bool dpdk_port_check(struct tdm_dp_transport *t, struct dpdk_state *d,
 }
 
 /*
- * When due, let the interrupt thread run memif's queued connects and disconnects and park it
- * again (a wait of two thread hand-offs: about 10 us on an idle machine, milliseconds on a
- * loaded one, hence rarely while every link is up); then read every port's link state and
- * restart memif clients that are down. Never in the middle of a burst: called from the top of
- * bursts and link queries once d->slow_at has passed.
+ * Let the interrupt thread run memif's queued connects and disconnects and park it again (two
+ * thread hand-offs: about 10 us on an idle machine, up to milliseconds when every core is busy),
+ * then read every port's link state and restart memif clients that are down. Never in the middle
+ * of a burst: called from the top of bursts and link queries once d->slow_at has passed.
  */
 static void dpdk_slow_path(struct tdm_dp_transport *t, struct dpdk_state *d, uint64_t now)
 {
-	bool cycle = d->has_memif && ((int64_t)(now - d->gate_at) >= 0 || !tdm_dp_gate_held());
-	bool all_up = true, gated;
+	bool gated = false, all_up = true;
 
-	if (cycle) {
+	if (d->has_memif) {
 		tdm_dp_gate_release();
-		tdm_dp_gate_hold();
+		gated = tdm_dp_gate_hold();
 	}
-	gated = d->has_memif && tdm_dp_gate_held();
 	for (uint16_t i = 0; i < d->n_ports; i++)
 		all_up &= dpdk_port_check(t, d, &d->ports[i], gated, now) ||
 			  d->ports[i].kind == TDM_DP_PORT_OTHER;
 	d->slow_at = now + d->ms * (all_up ? DPDK_SLOW_UP_MS : DPDK_SLOW_DOWN_MS);
-	if (cycle || !all_up)
-		d->gate_at = now + d->ms * (all_up ? DPDK_GATE_UP_MS : DPDK_SLOW_DOWN_MS);
 }
 
 static inline void dpdk_maybe_slow(struct tdm_dp_transport *t, struct dpdk_state *d)

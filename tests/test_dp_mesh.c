@@ -11,7 +11,9 @@
  * kills nodes and waits for outcomes on shared memory: links seen down, frames from the new
  * incarnation arriving both ways on every link, every survivor exiting cleanly (no crash) at
  * the end. Waits are bounded (MESH_DEADLINE_S each): they only fail the test when exceeded, no
- * time is asserted.
+ * time is asserted. The last test has a raw-DPDK client (tests/dp_memif_flap) connect and
+ * disconnect 100 times while a node sends to it without pause: a disconnect landing during a
+ * burst used to crash the sender (dataplane/dpdk_memif.c, the interrupt gate).
  *
  * Usage: test_dp_mesh [dpdk [DP_MEMIF_FLAP]]. With the path of tests/dp_memif_flap, the last
  * test runs too. Exits 77 when the build has no DPDK or the EAL cannot start a memif vdev here
@@ -55,7 +57,7 @@ struct node_shm {
 	uint64_t rx_cur[MESH_MAX + 1];  /* frames from node j's incarnation rx_inc[j] */
 	uint64_t rx_bad;                /* frames whose bytes were wrong */
 	uint64_t sent, send_fail;
-	struct tdm_dp_transport_stats ts;
+	struct tdm_dp_transport_stats ts; /* copied every tick, and at exit */
 };
 
 struct mesh_shm {
@@ -252,6 +254,7 @@ static int node_main(int id)
 		if (now >= next) {
 			node_send(dp, me, id, &seq, TDM_DP_DEFAULT_MTU - TDM_DP_LOWER_HDRS -
 				  TDM_DP_HDR_SIZE);
+			tdm_dp_transport_stats(tdm_dp_transport(dp), &me->ts);
 			next = now + mx.m->tick_ns;
 			work++;
 		}
@@ -325,8 +328,9 @@ static void print_state(void)
 		const struct node_shm *s = &mx.m->node[i];
 
 		printf("  node %d pid %d inc %u ready %d rounds %" PRIu64 " sent %" PRIu64
-		       " send_fail %" PRIu64 " bad %" PRIu64 "\n", i, (int)mx.pid[i], s->inc,
-		       s->ready, s->rounds, s->sent, s->send_fail, s->rx_bad);
+		       " send_fail %" PRIu64 " bad %" PRIu64 " link_restarts %" PRIu64 "\n", i,
+		       (int)mx.pid[i], s->inc, s->ready, s->rounds, s->sent, s->send_fail,
+		       s->rx_bad, s->ts.link_restarts);
 		for (int j = 1; j <= mx.n; j++)
 			if (j != i)
 				printf("    to %d: link %d downs %" PRIu64 " ups %" PRIu64 " rx inc %u "
