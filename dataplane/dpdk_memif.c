@@ -19,18 +19,21 @@
  *     the callback. The EAL's next rebuild of its epoll set panics ("Error adding fd N
  *     epoll_ctl, Bad file descriptor", abort), or, if the fd number was reused first, the stale
  *     callback runs on freed memory. Reproduced here with and without the gate below (a client
- *     that connects and closes at once). We cannot unregister a callback of the PMD, so we never
- *     do that to a server: no probing connects (stale sockets are found in /proc/net/unix), and
- *     a client waits ten of the server's accept periods before it gives up on a connection
- *     (transport_dpdk.c). A peer process killed between its connect and our accept (a window
- *     of one slow path, 10 ms at most while our links are up) can still crash us.
+ *     that connects and closes at once; our own client did it once when it gave up on a
+ *     handshake after 100 ms, while the server was still starting). We cannot unregister a
+ *     callback of the PMD, so we never do that to a server: no probing connects (stale sockets
+ *     are found in /proc/net/unix), and a client restarts a port whose connect has not come up
+ *     only after 5 s (transport_dpdk.c). A peer process killed between its connect and our
+ *     accept (a window of one slow path, 10 ms at most) can still crash us.
  *   - The control channel (handshake, disconnect) runs on the EAL interrupt thread. Its
  *     memif_disconnect() unmaps the shared region and frees the region records, while
  *     eth_memif_rx/tx on the polling thread read those records and write into the region with no
  *     synchronisation at all (they test the CONNECTED flag once, on entry). When the peer exits
  *     during a burst, the burst touches unmapped memory: SIGSEGV. This is the crash seen in a
- *     memif peer right when the other side exited. We cannot fix the PMD, so we keep the two from
- *     ever running at the same time: the gate below.
+ *     memif peer right when the other side exited; without the gate, a server sending without
+ *     pause dies in eth_memif_tx within a few of a client's disconnects (the last test of
+ *     tests/test_dp_mesh.c). We cannot fix the PMD, so we keep the two from ever running at the
+ *     same time: the gate below.
  *
  * The interrupt gate. A callback of ours, registered with the EAL on an eventfd, parks the
  * interrupt thread (a futex wait) while memif ports are being polled. The polling thread lets it
@@ -78,7 +81,10 @@
 #include "dpdk_pvt.h"
 
 #define MEMIF_DEFAULT_SOCKET "/run/memif.sock" /* the PMD's default */
-#define GATE_WAIT_MS 2000u /* longest wait for the interrupt thread to park */
+/* Longest wait for the interrupt thread to park. Not longer: the polling thread also runs the
+ * node's flusher and engine, which must not stall behind a descheduled interrupt thread; when
+ * it has not parked yet, memif bursts stay off and the next slow path (1 ms) looks again. */
+#define GATE_WAIT_MS 1u
 
 _Static_assert(TDM_DP_MEMIF_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path),
 	       "memif socket path size");

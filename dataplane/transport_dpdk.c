@@ -58,10 +58,12 @@
  * restart of its own process (dpdk_memif.c says what the PMD does by itself and what not):
  *   - a client port that cannot connect at open (no server yet) does not fail the open; it stays
  *     stopped and the slow path starts it again later;
- *   - the slow path restarts a client port whose link is down (rte_eth_dev_stop + start), at
- *     most every DPDK_RETRY_MIN_MS, backing off to DPDK_RETRY_MAX_MS while tries fail (refused,
- *     or a handshake that does not finish), and not at all while the server's socket file is
- *     absent;
+ *   - the slow path restarts a client port whose link is down (rte_eth_dev_stop + start):
+ *     DPDK_RETRY_MIN_MS after its link went down (the PMD has closed that connection), and
+ *     while connects are refused every DPDK_RETRY_MIN_MS, backing off to DPDK_RETRY_MAX_MS (a
+ *     socket file left by a killed server), never while the socket file is absent, and only
+ *     after DPDK_HANDSHAKE_MS for a connect that has not come up (closing a connection the
+ *     server has not accepted yet crashes the server);
  *   - a server socket file left by a killed process is removed before the EAL starts;
  *   - bursts never touch a port that is stopped or (memif) not connected: rx skips it, tx drops
  *     and counts in tx_link_down;
@@ -109,12 +111,11 @@ _Static_assert(RTE_PKTMBUF_HEADROOM >= DPDK_HDRS, "headers must fit in the mbuf 
 #define DPDK_NOHUGE_MEM "512"    /* MB of ordinary memory when we add --no-huge */
 #define DPDK_SLOW_UP_MS 10u      /* slow path period (link states, the interrupt gate) */
 #define DPDK_SLOW_DOWN_MS 1u     /* ... while a memif link is down: handshakes advance */
-#define DPDK_RETRY_MIN_MS 100u   /* memif client: restart a down link at most this often */
-#define DPDK_RETRY_MAX_MS 1600u  /* ... backing off to this while handshakes do not finish */
-/* A memif server accepts a connection only when its interrupt thread runs (every slow path),
- * and a client that gives up on a connection the server has not accepted yet crashes the server
- * (dpdk_memif.c): a client waits ten server periods at least before it tries again. */
-_Static_assert(DPDK_RETRY_MIN_MS >= 10 * DPDK_SLOW_UP_MS, "memif retry vs. accept latency");
+#define DPDK_RETRY_MIN_MS 100u   /* memif client: try to connect again at most this often */
+#define DPDK_RETRY_MAX_MS 1600u  /* ... backing off to this while connects are refused */
+/* A memif client never closes a connection the server may not have accepted yet: that crashes
+ * the server (dpdk_memif.c). A connect that has not come up is given this long. */
+#define DPDK_HANDSHAKE_MS 5000u
 #define DPDK_PRIV_SIZE RTE_ALIGN_CEIL(sizeof(struct tdm_dp_buf), RTE_MBUF_PRIV_ALIGN)
 
 /* One port this transport holds. Fields are the polling thread's. */
@@ -127,7 +128,7 @@ struct dpdk_port {
 	bool ready;                 /**< bursts may use it: started, and memif connected with the
 	                                 interrupt thread parked */
 	uint64_t retry_at;          /**< memif client: no restart before (timer cycles) */
-	uint64_t retry_wait;        /**< memif client: wait before the next try, in cycles */
+	uint64_t retry_wait;        /**< memif client: wait after a refused connect, in cycles */
 	char sock[TDM_DP_MEMIF_PATH_MAX]; /**< memif client: the server's socket file, or "" */
 	struct rte_ether_addr mac;
 };
@@ -455,6 +456,8 @@ static int dpdk_port_start(struct dpdk_state *d, struct dpdk_port *p,
 			       rte_strerror(-rc));
 	p->started = true;
 	p->ready = p->kind == TDM_DP_PORT_OTHER; /* memif: once connected, in the slow path */
+	if (p->kind == TDM_DP_PORT_MEMIF_CLIENT)
+		p->retry_at = rte_get_timer_cycles() + d->ms * DPDK_HANDSHAKE_MS;
 	return 0;
 }
 
@@ -614,8 +617,9 @@ static void dpdk_buf_free(struct tdm_dp_transport *t, struct tdm_dp_buf *b)
 
 /* ---- Slow path: link states, memif reconnects, the interrupt gate ---- */
 
-/* A memif client whose link is down: stop it (its control channel is gone or stuck) and start it
- * again, which connects to the server. Runs with the interrupt gate held. */
+/* A memif client whose link is down: stop it (its connection is closed, or it did not come up in
+ * DPDK_HANDSHAKE_MS) and start it again, which connects to the server. Runs with the interrupt
+ * gate held. */
 static void dpdk_port_restart(struct tdm_dp_transport *t, struct dpdk_state *d,
 			      struct dpdk_port *p, uint64_t now)
 {
@@ -628,12 +632,14 @@ static void dpdk_port_restart(struct tdm_dp_transport *t, struct dpdk_state *d,
 	if (p->sock[0] && !tdm_dp_memif_socket_exists(p->sock))
 		return;
 	t->st.link_restarts++;
-	/* Whether the connect is refused (a socket file left by a killed server: the PMD logs it)
-	 * or the handshake does not finish before the next try, the try after waits twice as
-	 * long, up to DPDK_RETRY_MAX_MS. A link that comes up resets the wait. */
-	if (p->retry_wait < d->ms * DPDK_RETRY_MAX_MS)
-		p->retry_wait *= 2;
 	p->started = rte_eth_dev_start(p->id) == 0;
+	if (p->started) {
+		/* Connected (maybe only queued at the server): give the handshake its time. */
+		p->retry_at = now + d->ms * DPDK_HANDSHAKE_MS;
+	} else if (p->retry_wait < d->ms * DPDK_RETRY_MAX_MS) {
+		/* Refused (a socket file left by a killed server; the PMD logs it): back off. */
+		p->retry_wait *= 2;
+	}
 }
 
 /* Read one port's link and decide whether bursts may use it. @return its link is up. */
@@ -677,7 +683,8 @@ static void dpdk_slow_path(struct tdm_dp_transport *t, struct dpdk_state *d, uin
 	for (uint16_t i = 0; i < d->n_ports; i++)
 		all_up &= dpdk_port_check(t, d, &d->ports[i], gated, now) ||
 			  d->ports[i].kind == TDM_DP_PORT_OTHER;
-	d->slow_at = now + d->ms * (all_up ? DPDK_SLOW_UP_MS : DPDK_SLOW_DOWN_MS);
+	d->slow_at = now + d->ms * (all_up && (gated || !d->has_memif) ? DPDK_SLOW_UP_MS
+								 : DPDK_SLOW_DOWN_MS);
 }
 
 static inline void dpdk_maybe_slow(struct tdm_dp_transport *t, struct dpdk_state *d)

@@ -22,7 +22,8 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
-#define WAIT_S 10 /* bound on one connect, not an assertion */
+#define WAIT_S 10 /* bound on one cycle's connect, not an assertion */
+#define RETRY_S 2 /* a connect not up by then was refused by the server: try again */
 
 static void drain(void)
 {
@@ -32,25 +33,34 @@ static void drain(void)
 	rte_pktmbuf_free_bulk(m, n);
 }
 
-/* Start port 0 and wait for its link. @return 0, or -1 when WAIT_S passed. */
+/* Start port 0 and wait for its link; a server that still had our previous connection refuses
+ * the new one ("Already connected"): stop and start again after RETRY_S (never sooner: closing
+ * a connection the server has not accepted yet crashes it, see dataplane/dpdk_memif.c).
+ * @return 0, or -1 when WAIT_S passed. */
 static int connect_once(void)
 {
 	uint64_t hz = rte_get_timer_hz(), deadline = rte_get_timer_cycles() + WAIT_S * hz;
 	struct rte_eth_link link;
 
-	while (rte_eth_dev_start(0) != 0) {
+	for (;;) {
+		uint64_t retry = rte_get_timer_cycles() + RETRY_S * hz;
+
+		while (rte_eth_dev_start(0) != 0) {
+			if (rte_get_timer_cycles() > deadline)
+				return -1;
+			usleep(1000); /* the server is not listening yet */
+		}
+		do {
+			drain();
+			memset(&link, 0, sizeof(link));
+			rte_eth_link_get_nowait(0, &link);
+			if (link.link_status == RTE_ETH_LINK_UP)
+				return 0;
+		} while (rte_get_timer_cycles() < retry);
+		rte_eth_dev_stop(0);
 		if (rte_get_timer_cycles() > deadline)
 			return -1;
-		usleep(1000); /* the server is not listening yet */
 	}
-	do {
-		drain();
-		memset(&link, 0, sizeof(link));
-		rte_eth_link_get_nowait(0, &link);
-		if (rte_get_timer_cycles() > deadline)
-			return -1;
-	} while (link.link_status != RTE_ETH_LINK_UP);
-	return 0;
 }
 
 int main(int argc, char **argv)

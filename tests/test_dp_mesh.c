@@ -675,8 +675,10 @@ static void test_server_survives_flaps(void **state)
 	mx.flap = 0;
 	assert_int_equal(r, mx.flap_last);
 	check_alive();
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		print_state();
 		fail_msg("dp_memif_flap failed (status %d): see its message above", status);
+	}
 	stop_all("flapping client");
 	assert_true(mx.m->node[1].ups[2] >= 1);
 	assert_true(mx.m->node[1].ts.tx_frames > 0);
