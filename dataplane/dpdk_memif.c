@@ -81,10 +81,6 @@
 #include "dpdk_pvt.h"
 
 #define MEMIF_DEFAULT_SOCKET "/run/memif.sock" /* the PMD's default */
-/* Longest wait for the interrupt thread to park. Not longer: the polling thread also runs the
- * node's flusher and engine, which must not stall behind a descheduled interrupt thread; when
- * it has not parked yet, memif bursts stay off and the next slow path (1 ms) looks again. */
-#define GATE_WAIT_MS 1u
 
 _Static_assert(TDM_DP_MEMIF_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path),
 	       "memif socket path size");
@@ -267,7 +263,7 @@ err:
 	return rc;
 }
 
-bool tdm_dp_gate_hold(void)
+bool tdm_dp_gate_hold(uint32_t wait_ms)
 {
 	uint32_t want = __atomic_load_n(&gate.release, __ATOMIC_RELAXED) + 1; /* we write it */
 	uint64_t one = 1, deadline;
@@ -279,7 +275,7 @@ bool tdm_dp_gate_hold(void)
 			return false;
 		gate.asked = true;
 	}
-	deadline = rte_get_timer_cycles() + rte_get_timer_hz() / 1000u * GATE_WAIT_MS;
+	deadline = rte_get_timer_cycles() + rte_get_timer_hz() / 1000u * wait_ms;
 	/* Pairs with the callback's release store of parked. */
 	while (__atomic_load_n(&gate.parked, __ATOMIC_ACQUIRE) != want) {
 		if (rte_get_timer_cycles() > deadline)

@@ -43,8 +43,9 @@ bool tdm_dp_memif_socket_exists(const char *path);
 /** Register the gate's callback with the EAL (once per process). @return 0 or -errno. */
 int tdm_dp_gate_init(void);
 
-/** Park the interrupt thread, waiting a bounded time for it. @return true when it is parked. */
-bool tdm_dp_gate_hold(void);
+/** Park the interrupt thread, waiting up to wait_ms for it (a request not answered in time stays
+ *  pending: a later call looks again). @return true when it is parked. */
+bool tdm_dp_gate_hold(uint32_t wait_ms);
 
 /** Let the interrupt thread run (its queued work: memif connects and disconnects). */
 void tdm_dp_gate_release(void);

@@ -116,6 +116,12 @@ _Static_assert(RTE_PKTMBUF_HEADROOM >= DPDK_HDRS, "headers must fit in the mbuf 
 /* A memif client never closes a connection the server may not have accepted yet: that crashes
  * the server (dpdk_memif.c). A connect that has not come up is given this long. */
 #define DPDK_HANDSHAKE_MS 5000u
+/* How long the slow path waits for the interrupt thread to park. Not longer: the polling thread
+ * also runs the node's flusher and engine, which must not stall behind a descheduled interrupt
+ * thread; when it has not parked yet, memif bursts stay off and the next slow path (1 ms) looks
+ * again. Closing ports waits longer: a stop must not meet a disconnect on that thread. */
+#define DPDK_GATE_WAIT_MS 1u
+#define DPDK_GATE_CLOSE_MS 2000u
 #define DPDK_PRIV_SIZE RTE_ALIGN_CEIL(sizeof(struct tdm_dp_buf), RTE_MBUF_PRIV_ALIGN)
 
 /* One port this transport holds. Fields are the polling thread's. */
@@ -341,7 +347,7 @@ static int dpdk_claim_ports(struct dpdk_state *d)
  */
 static void dpdk_release_ports(struct dpdk_state *d)
 {
-	bool gated = d->has_memif && tdm_dp_gate_hold();
+	bool gated = d->has_memif && tdm_dp_gate_hold(DPDK_GATE_CLOSE_MS);
 
 	for (uint16_t i = 0; i < d->n_ports; i++) {
 		bool keep = d->ports[i].kind == TDM_DP_PORT_MEMIF_SERVER;
@@ -662,7 +668,10 @@ static bool dpdk_port_check(struct tdm_dp_transport *t, struct dpdk_state *d,
 				dpdk_port_restart(t, d, p, now);
 		}
 	}
-	p->ready = p->started && (p->kind == TDM_DP_PORT_OTHER || (gated && p->link_up));
+	/* A memif port whose interrupt thread did not park in time still bursts: stopping the
+	 * traffic of a loaded machine for that cost commit timeouts (repl-dpdk under load), while
+	 * the race the gate closes needs a disconnect in that very window. Best effort. */
+	p->ready = p->started && (p->kind == TDM_DP_PORT_OTHER || p->link_up);
 	return p->link_up;
 }
 
@@ -678,7 +687,7 @@ static void dpdk_slow_path(struct tdm_dp_transport *t, struct dpdk_state *d, uin
 
 	if (d->has_memif) {
 		tdm_dp_gate_release();
-		gated = tdm_dp_gate_hold();
+		gated = tdm_dp_gate_hold(DPDK_GATE_WAIT_MS);
 	}
 	for (uint16_t i = 0; i < d->n_ports; i++)
 		all_up &= dpdk_port_check(t, d, &d->ports[i], gated, now) ||
