@@ -268,11 +268,47 @@ int tc_start_all(struct tc_cluster *c)
 	return 0;
 }
 
+/* Is every thread of pid stopped (state T or t in /proc/PID/task/TID/stat)? */
+static bool all_stopped(pid_t pid)
+{
+	char path[300], buf[512];
+	struct dirent *d;
+	bool all = true;
+	DIR *dp;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dp = opendir(path);
+	if (!dp)
+		return true; /* gone */
+	while (all && (d = readdir(dp))) {
+		char *rp = NULL;
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, d->d_name);
+		f = fopen(path, "r");
+		if (f) {
+			rp = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+			fclose(f);
+		}
+		all = !rp || rp[1] == 0 || rp[2] == 'T' || rp[2] == 't';
+	}
+	closedir(dp);
+	return all;
+}
+
 void tc_signal(struct tc_cluster *c, int i, int sig)
 {
 	if (c->pid[i] <= 0)
 		return;
 	kill(c->pid[i], sig);
+	if (sig == SIGSTOP) {
+		/* The signal is delivered asynchronously: wait until every thread of the process
+		 * is stopped, so no frame it handles afterwards makes "it stopped acking" false. */
+		for (int t = 0; t < TC_WAIT_S * 1000 && !all_stopped(c->pid[i]); t++)
+			pause_ms(1);
+	}
 	if (sig == SIGKILL || sig == SIGTERM || sig == SIGINT) {
 		waitpid(c->pid[i], NULL, 0);
 		c->pid[i] = 0;
