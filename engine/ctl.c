@@ -132,54 +132,85 @@ static int control(struct tdm_node *n, uint32_t op, const uint8_t *arg, uint32_t
 	return -EINVAL;
 }
 
+/* A response body that grows as values are appended to it. */
+struct ctl_out {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static bool out_reserve(struct ctl_out *o, size_t more)
+{
+	size_t cap = o->cap ? o->cap : 4096;
+	uint8_t *p;
+
+	if (o->p && o->cap - o->len >= more)
+		return true;
+	while (cap - o->len < more)
+		cap *= 2;
+	p = realloc(o->p, cap);
+	if (!p)
+		return false;
+	o->p = p;
+	o->cap = cap;
+	return true;
+}
+
+/* Append key's value to o, growing o until it fits. @return the store's code (*vlen is 0 unless
+ * it is 0), or -ENOMEM. */
+static int32_t out_get(struct tdm_node *n, struct ctl_out *o, const void *key, uint32_t klen,
+		       uint32_t *vlen)
+{
+	int32_t code;
+
+	*vlen = 0;
+	if (!out_reserve(o, 1))
+		return -ENOMEM;
+	for (;;) {
+		code = tdm_store_get(n->store, key, klen, o->p + o->len,
+				     (uint32_t)(o->cap - o->len), vlen, NULL, NULL);
+		if (code || *vlen <= o->cap - o->len)
+			break;
+		if (!out_reserve(o, *vlen))
+			return -ENOMEM;
+	}
+	if (code)
+		*vlen = 0;
+	o->len += *vlen;
+	return code;
+}
+
 /* Get many: answer every key of the request, in order. */
 static void serve_many(struct tdm_node *n, int fd, const uint8_t *req, uint32_t len)
 {
 	struct ctl_resp rs = { 0 };
-	size_t cap = 1u << 16, used = 0;
-	uint8_t *out = malloc(cap);
+	struct ctl_out o = { 0 };
 
-	for (uint32_t off = 0; out && off + 2 <= len;) {
+	for (uint32_t off = 0; off + 2 <= len && rs.code == 0;) {
 		uint16_t klen;
+		uint32_t vlen;
 		int32_t code;
-		uint32_t vlen = 0;
+		size_t at = o.len;
 
 		memcpy(&klen, req + off, 2);
 		off += 2;
 		if (klen > len - off)
 			break;
-		for (;;) {
-			size_t room = cap - used;
-			code = room < 8 ? -ENOBUFS :
-			       tdm_store_get(n->store, req + off, klen, out + used + 8,
-					     (uint32_t)(room - 8), &vlen, NULL, NULL);
-			if (code == 0 && vlen <= room - 8)
-				break;
-			if (code != 0 && code != -ENOBUFS)
-				break;
-			uint8_t *bigger = realloc(out, cap * 2 + vlen + 8);
-			if (!bigger) {
-				free(out);
-				out = NULL;
-				break;
-			}
-			out = bigger;
-			cap = cap * 2 + vlen + 8;
-		}
-		if (!out)
+		if (!out_reserve(&o, 8)) {
+			rs.code = -ENOMEM;
 			break;
-		if (code)
-			vlen = 0;
-		memcpy(out + used, &code, 4);
-		memcpy(out + used + 4, &vlen, 4);
-		used += 8 + vlen;
+		}
+		o.len += 8;
+		code = out_get(n, &o, req + off, klen, &vlen);
+		if (code == -ENOMEM)
+			rs.code = -ENOMEM;
+		memcpy(o.p + at, &code, 4);
+		memcpy(o.p + at + 4, &vlen, 4);
 		off += klen;
 	}
-	rs.code = out ? 0 : -ENOMEM;
-	rs.vlen = out ? (uint32_t)used : 0;
+	rs.vlen = rs.code ? 0 : (uint32_t)o.len;
 	if (write_full(fd, &rs, sizeof(rs)) && rs.vlen)
-		write_full(fd, out, used);
-	free(out);
+		write_full(fd, o.p, o.len);
+	free(o.p);
 }
 
 static void serve(struct tdm_node *n, int fd)
@@ -218,23 +249,10 @@ static void serve(struct tdm_node *n, int fd)
 	} else if (!n->store && rq.op == CTL_GET) {
 		rs.code = -ENOTSUP; /* a witness keeps no data */
 	} else if (rq.op == CTL_GET) {
-		uint32_t cap = 4096;
+		struct ctl_out o = { 0 };
 
-		for (;;) {
-			free(val);
-			val = malloc(cap);
-			if (!val) {
-				rs.code = -ENOMEM;
-				break;
-			}
-			rs.code = tdm_store_get(n->store, key, rq.klen, val, cap, &rs.vlen, NULL,
-						NULL);
-			if (rs.code || rs.vlen <= cap)
-				break;
-			cap = rs.vlen;
-		}
-		if (rs.code)
-			rs.vlen = 0;
+		rs.code = out_get(n, &o, key, rq.klen, &rs.vlen);
+		val = o.p;
 	} else if (rq.op != CTL_DIGEST) {
 		rs.code = -EINVAL;
 	}

@@ -538,14 +538,11 @@ static void check_lease(struct tdm_node *n, uint64_t now)
 static void check_handoff(struct tdm_node *n, uint64_t now)
 {
 	struct eng_election *e = &n->el;
-	struct eng_replica *r = NULL;
+	struct eng_replica *r = eng_find_replica(n, e->handoff_to);
 	struct tdm_dp_sender_stats ss = { 0 };
 	struct eng_vote v = { .kind = ENG_VOTE_HANDOFF };
 	uint16_t to = e->handoff_to;
 
-	for (int i = 0; i < n->n_replicas; i++)
-		if (n->replicas[i].id == to)
-			r = &n->replicas[i];
 	if (r && r->sender)
 		tdm_dp_sender_stats(r->sender, &ss);
 	if (ss.acked >= e->handoff_tail && tdm_log_durable(n->log) >= e->handoff_tail) {
@@ -690,7 +687,7 @@ int eng_switchover(struct tdm_node *n, uint16_t to)
 {
 	struct eng_election *e = &n->el;
 	struct eng_member *m = find_member(n, to);
-	struct eng_replica *r = NULL;
+	struct eng_replica *r = eng_find_replica(n, to);
 
 	if (e->role != TDM_ROLE_PRIMARY)
 		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is not the primary (%s%u): run "
@@ -699,9 +696,6 @@ int eng_switchover(struct tdm_node *n, uint16_t to)
 	if (!m || m->witness)
 		return TDM_ERR(-EINVAL, "node %u is not a data node of this cluster: name a "
 			       "replica", to);
-	for (int i = 0; i < n->n_replicas; i++)
-		if (n->replicas[i].id == to)
-			r = &n->replicas[i];
 	if (!r || r->state != TDM_PEER_STREAMING)
 		return TDM_ERR(-EAGAIN, "node %u is not streaming (%s): wait until it has caught "
 			       "up", to, r ? tdm_peer_state_name(r->state) : "unknown");

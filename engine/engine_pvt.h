@@ -338,6 +338,8 @@ int eng_primary_init(struct tdm_node *n);
 void eng_primary_fini(struct tdm_node *n);
 int eng_primary_do_work(struct tdm_node *n, uint64_t now);
 void eng_primary_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h);
+/* The replica with node id `id`, or NULL. */
+struct eng_replica *eng_find_replica(struct tdm_node *n, uint16_t id);
 
 /* replica.c */
 int eng_replica_init(struct tdm_node *n);

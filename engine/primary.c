@@ -22,7 +22,7 @@
 
 #include "engine_pvt.h"
 
-static struct eng_replica *find_replica(struct tdm_node *n, uint16_t id)
+struct eng_replica *eng_find_replica(struct tdm_node *n, uint16_t id)
 {
 	for (int i = 0; i < n->n_replicas; i++)
 		if (n->replicas[i].id == id)
@@ -269,7 +269,7 @@ static uint64_t agreed_end(struct tdm_node *n, const struct eng_hello *h, uint64
 
 void eng_primary_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h)
 {
-	struct eng_replica *r = find_replica(n, src);
+	struct eng_replica *r = eng_find_replica(n, src);
 	uint64_t start = tdm_log_start(n->log), tail = tdm_log_tail(n->log), div;
 	bool known;
 	char why[160];

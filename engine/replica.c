@@ -222,7 +222,7 @@ static int finish_resync(struct tdm_node *n, uint64_t now)
  */
 static void truncate_divergent(struct tdm_node *n, const struct eng_hello *h)
 {
-	uint64_t tail = tdm_log_tail(n->log), now = tdm_dp_now_ns();
+	uint64_t tail = tdm_log_tail(n->log);
 	char side[400], snap[400], aside[440];
 	int rc;
 
@@ -259,10 +259,8 @@ static void truncate_divergent(struct tdm_node *n, const struct eng_hello *h)
 	if (!(n->up.flags & ENG_HELLO_NEED_RESYNC) && !n->apply &&
 	    (rc = eng_start_apply(n, n->snapshot_pos)) != 0)
 		eng_log(n, "restarting apply: %s", tdm_errmsg());
-	n->up.state = TDM_PEER_CONNECTING;
-	if (add_receiver(n, ENG_STREAM_LOG, tdm_log_tail(n->log), &n->up.receiver) != 0)
+	if (eng_replica_follow(n, n->el.leader) != 0)
 		eng_log(n, "cannot receive from primary %u: %s", n->el.leader, tdm_errmsg());
-	send_hello(n, now);
 }
 
 void eng_replica_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h)
