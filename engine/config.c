@@ -53,6 +53,17 @@
  *                          election; a primary that hears no majority for 3/4 of it stops
  *                          taking writes (fenced). 0 = no automatic failover and no fencing
  *                          (tandemctl promote/switchover still work). 2..600000 otherwise
+ *   mode = primary-replica primary-replica | multi-primary: every node takes writes, streams
+ *                          them to every peer, and merges all of them last-writer-wins on
+ *                          (hybrid logical clock, node id); role, primary and failover are
+ *                          not used, every peer must be a data node
+ *   write_mode = any       multi-primary: any (a node cut off keeps taking writes; all
+ *                          converge after healing) | majority (refuse writes unless a
+ *                          majority of the nodes, this one included, is reachable)
+ *   max_clock_offset_ms = 500
+ *                          multi-primary: a record stamped further ahead of this node's
+ *                          clock is refused (counted, retried) until the clock catches up;
+ *                          also the window within which a lost update counts as a conflict
  *   [apply]
  *   workers = 2            apply workers, 1..64 (the store has one shard per worker)
  *   batch = 256            records per apply step, 1..1048576
@@ -63,6 +74,8 @@
  *   delay = 0
  *   delay_us = 0           how long a delayed frame is held, 0..60000000
  *   seed = 0               PRNG seed of the fault layer (0: a fixed default)
+ *   clock_skew_ms = 0      multi-primary: this node's timestamps run this far ahead (tests
+ *                          of max_clock_offset_ms)
  *
  * Syntax (inih): `key = value`, comments on their own line starting with ; or #, or after a
  * value as ` ; text`. A line holds at most 198 characters. Each section and each key appears
@@ -148,6 +161,13 @@ static const struct choice fallback_choices[] = {
 static const struct choice yes_no_choices[] = {
 	{ "yes", true }, { "no", false }, { NULL, 0 },
 };
+static const struct choice mode_choices[] = {
+	{ "primary-replica", TDM_MODE_PRIMARY_REPLICA }, { "multi-primary", TDM_MODE_MULTI_PRIMARY },
+	{ NULL, 0 },
+};
+static const struct choice write_mode_choices[] = {
+	{ "any", TDM_WRITES_ANY }, { "majority", TDM_WRITES_MAJORITY }, { NULL, 0 },
+};
 static const struct choice on_timeout_choices[] = {
 	{ "fail", TDM_ON_TIMEOUT_FAIL }, { "degrade", TDM_ON_TIMEOUT_DEGRADE }, { NULL, 0 },
 };
@@ -213,6 +233,13 @@ static const struct key keys[] = {
 	{ .section = "replication", .name = "failover_timeout_ms", .kind = K_UINT,
 	  CF(failover_timeout_ms), .max = 600000,
 	  .want = "milliseconds, 2..600000, or 0 (no automatic failover)" },
+	{ .section = "replication", .name = "mode", .kind = K_ENUM, CF(mode),
+	  .choices = mode_choices },
+	{ .section = "replication", .name = "write_mode", .kind = K_ENUM, CF(write_mode),
+	  .choices = write_mode_choices },
+	{ .section = "replication", .name = "max_clock_offset_ms", .kind = K_UINT,
+	  CF(max_clock_offset_ms), .min = 1, .max = 3600000,
+	  .want = "milliseconds, 1..3600000" },
 	{ .section = "apply", .name = "workers", .kind = K_UINT, CF(apply_workers), .sint = true,
 	  .min = 1, .max = TDM_APPLY_MAX_WORKERS, .want = "the number of apply workers, 1..64" },
 	{ .section = "apply", .name = "batch", .kind = K_UINT, CF(apply_batch), .min = 1,
@@ -223,6 +250,8 @@ static const struct key keys[] = {
 	PERMILLE(delay, "delay"),
 	{ .section = "faults", .name = "delay_us", .kind = K_UINT, CF(faults.delay_ns),
 	  .max = 60000000, .scale = 1000, .want = "microseconds, 0..60000000" },
+	{ .section = "faults", .name = "clock_skew_ms", .kind = K_UINT, CF(clock_skew_ms),
+	  .max = 3600000, .want = "milliseconds the multi-primary clock runs ahead, 0..3600000" },
 	{ .section = "faults", .name = "seed", .kind = K_UINT, CF(faults.seed), .max = UINT64_MAX,
 	  .want = "a number (0: the fixed default seed)" },
 };
@@ -803,6 +832,7 @@ TDM_API void tdm_config_defaults(struct tdm_config *cfg)
 	cfg->on_timeout = TDM_ON_TIMEOUT_FAIL;
 	cfg->hello_ms = 100;
 	cfg->failover_timeout_ms = TDM_FAILOVER_TIMEOUT_MS_DEFAULT;
+	cfg->max_clock_offset_ms = TDM_MAX_CLOCK_OFFSET_MS_DEFAULT;
 	cfg->apply_workers = 2;
 	cfg->apply_batch = 256;
 }
@@ -977,6 +1007,24 @@ static bool is_peer(const struct tdm_config *cfg, uint16_t id)
 	return false;
 }
 
+/* Multi-primary: every node is a writer; no witnesses, no failover, no primary to name. */
+static int check_multi_primary(const struct tdm_config *cfg)
+{
+	for (int i = 0; i < cfg->n_peers; i++)
+		if (cfg->peers[i].witness)
+			return BAD(cfg, "[peer.%u] witness = yes: multi-primary has no elections, "
+				   "so no witnesses; remove the peer or set witness = no",
+				   cfg->peers[i].id);
+	if (cfg->role == TDM_ROLE_WITNESS)
+		return BAD(cfg, "[node] role = witness: multi-primary has no elections, so no "
+			   "witnesses; remove role (every node takes writes)");
+	if (cfg->level >= TDM_LEVEL_RECEIVED && cfg->quorum > cfg->n_peers)
+		return BAD(cfg, "[replication] quorum = %d: level %s needs that many peers but %d "
+			   "%s configured; lower quorum or add [peer.N] sections", cfg->quorum,
+			   tdm_level_name(cfg->level), cfg->n_peers, cfg->n_peers == 1 ? "is" : "are");
+	return 0;
+}
+
 static int check_replication(const struct tdm_config *cfg)
 {
 	bool primary = cfg->role == TDM_ROLE_PRIMARY;
@@ -984,6 +1032,12 @@ static int check_replication(const struct tdm_config *cfg)
 
 	for (int i = 0; i < cfg->n_peers; i++)
 		data_peers += !cfg->peers[i].witness;
+	if (cfg->mode == TDM_MODE_MULTI_PRIMARY) {
+		int rc = check_multi_primary(cfg);
+		if (rc)
+			return rc;
+		goto common;
+	}
 	if (cfg->role == TDM_ROLE_REPLICA && cfg->primary_id != 0 &&
 	    !is_peer(cfg, cfg->primary_id))
 		return BAD(cfg, "[node] primary = %u: not a configured peer; add a [peer.%u] "
@@ -1006,6 +1060,7 @@ static int check_replication(const struct tdm_config *cfg)
 	if (cfg->failover_timeout_ms == 1)
 		return BAD(cfg, "[replication] failover_timeout_ms = 1: too short for heartbeats; "
 			   "write 0 (no automatic failover) or 2..600000");
+common:
 	if (cfg->retention_cap != 0 && cfg->retention_cap < 2 * cfg->segment_size)
 		return BAD(cfg, "[log] retention_cap = %" PRIu64 ": less than two segments; write "
 			   "0 (keep all) or at least 2 * segment_size", cfg->retention_cap);

@@ -7,10 +7,12 @@
  * Request:  u32 op, u32 argument length, argument bytes. Ops: 1 get (the key), 2 digest,
  *           3 switchover (u16 target node), 4 promote (u8 force), 5 cut (u16 peer, 0 = every
  *           peer; u8 1 cut, 0 heal: fault injection for tests and demos), 6 get many
- *           (repeated u16 key length + key; at most CTL_MANY_MAX bytes).
+ *           (repeated u16 key length + key; at most CTL_MANY_MAX bytes), 7 conflicts (u32
+ *           most records wanted).
  * Response: i32 code, u32 value length, u64 digest, u64 applied, u64 keys, value bytes (get:
  *           the value; switchover/promote/cut failures: the error message; get many: per
- *           key i32 code, u32 value length, value).
+ *           key i32 code, u32 value length, value; conflicts: struct
+ *           tdm_store_conflict_rec records, newest first).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +27,7 @@
 #include "engine_pvt.h"
 
 enum { CTL_GET = 1, CTL_DIGEST = 2, CTL_SWITCHOVER = 3, CTL_PROMOTE = 4, CTL_CUT = 5,
-       CTL_GET_MANY = 6 };
+       CTL_GET_MANY = 6, CTL_CONFLICTS = 7 };
 
 #define CTL_MANY_MAX (1u << 20) /* bytes of keys in one get-many request */
 
@@ -246,6 +248,17 @@ static void serve(struct tdm_node *n, int fd)
 		val = (uint8_t *)strdup(msg);
 		if (!val)
 			rs.vlen = 0;
+	} else if (rq.op == CTL_CONFLICTS && rq.klen == 4) {
+		uint32_t cap;
+		int k = 0;
+
+		memcpy(&cap, key, 4);
+		cap = cap < 4096 ? cap : 4096;
+		val = malloc(cap * sizeof(struct tdm_store_conflict_rec) + 1);
+		if (val && n->store)
+			k = tdm_store_conflicts_recent(n->store, (void *)val, (int)cap);
+		rs.code = !val ? -ENOMEM : k < 0 ? k : 0;
+		rs.vlen = rs.code ? 0 : (uint32_t)k * sizeof(struct tdm_store_conflict_rec);
 	} else if (!n->store && rq.op == CTL_GET) {
 		rs.code = -ENOTSUP; /* a witness keeps no data */
 	} else if (rq.op == CTL_GET) {
@@ -383,6 +396,22 @@ TDM_API int tdm_ctl_cut(const char *data_dir, uint16_t peer, bool cut)
 	memcpy(arg, &peer, 2);
 	arg[2] = cut;
 	return ctl_command(data_dir, CTL_CUT, arg, 3);
+}
+
+TDM_API int tdm_ctl_conflicts(const char *data_dir, struct tdm_store_conflict_rec *out, int cap,
+			      int *n)
+{
+	uint32_t want = cap > 0 ? (uint32_t)cap : 0;
+	struct ctl_resp rs;
+	int rc = ctl_call(data_dir, CTL_CONFLICTS, &want, sizeof(want), &rs, out,
+			  want * sizeof(*out));
+
+	*n = 0;
+	if (rc)
+		return rc;
+	if (!rs.code)
+		*n = (int)(rs.vlen / sizeof(*out));
+	return rs.code;
 }
 
 TDM_API int tdm_ctl_digest(const char *data_dir, uint64_t *digest, uint64_t *applied,

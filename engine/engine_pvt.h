@@ -34,7 +34,7 @@ static inline void eng_store(uint64_t *p, uint64_t v)
  *     every status interval, for tandemctl and tdm_status().
  */
 #define TDM_STATUS_MAGIC 0x5441545344444e54ull /* "TNDDSTAT" */
-#define TDM_STATUS_VERSION 1u
+#define TDM_STATUS_VERSION 2u
 
 struct tdm_status_slot {
 	uint64_t v;

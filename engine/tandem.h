@@ -45,6 +45,22 @@ enum tdm_role {
 /** Default [replication] failover_timeout_ms (README "Failover" says why). */
 #define TDM_FAILOVER_TIMEOUT_MS_DEFAULT 1000u
 
+/** [replication] mode: one writable primary, or every node writable (README "Multi-primary"). */
+enum tdm_mode {
+	TDM_MODE_PRIMARY_REPLICA = 0,
+	TDM_MODE_MULTI_PRIMARY = 1,   /**< every node takes writes and streams its own to all */
+};
+
+/** [replication] write_mode (multi-primary): what a node cut off from its peers does. */
+enum tdm_write_mode {
+	TDM_WRITES_ANY = 0,      /**< keep taking writes; converge after the partition heals */
+	TDM_WRITES_MAJORITY = 1, /**< refuse writes unless a majority of nodes (itself included)
+	                              is reachable */
+};
+
+/** Default [replication] max_clock_offset_ms (multi-primary). */
+#define TDM_MAX_CLOCK_OFFSET_MS_DEFAULT 500u
+
 enum tdm_level {
 	TDM_LEVEL_MEMORY = 0,
 	TDM_LEVEL_LOCAL = 1,
@@ -94,6 +110,8 @@ struct tdm_config {
 	uint16_t port;            /**< this node's UDP port */
 	uint32_t mtu;
 	struct tdm_dp_faults faults; /**< fault injection (tests, demos): [faults] section */
+	uint64_t clock_skew_ms;   /**< [faults] clock_skew_ms: multi-primary timestamps run this
+	                               far ahead of the wall clock (tests of the offset check) */
 	struct tdm_peer_config peers[TDM_MAX_PEERS];
 	int n_peers;
 	/* [replication] */
@@ -103,6 +121,10 @@ struct tdm_config {
 	enum tdm_on_timeout on_timeout;
 	uint64_t hello_ms;        /**< replica: resend HELLO this often until the primary answers */
 	uint64_t failover_timeout_ms; /**< no live primary this long: election; 0 = never */
+	enum tdm_mode mode;       /**< primary-replica or multi-primary */
+	enum tdm_write_mode write_mode; /**< multi-primary: any or majority */
+	uint64_t max_clock_offset_ms; /**< multi-primary: a record stamped further ahead of our
+	                                   clock is refused (counted) until our clock catches up */
 	/* [apply] */
 	int apply_workers;        /**< 1..TDM_APPLY_MAX_WORKERS */
 	uint32_t apply_batch;     /**< records per apply step */
@@ -232,6 +254,18 @@ struct tdm_peer_status {
 	uint32_t epoch;           /**< the epoch it follows */
 	uint64_t log_end;         /**< where its log ends */
 	uint64_t beat_age_ns;     /**< since its last heartbeat (UINT64_MAX: never) */
+	/* multi-primary: the peer's own writes (its origin) as they come to us. The fields above
+	 * are our origin's stream to it (sent, and its received/durable/applied positions). */
+	uint8_t origin_state;     /**< enum tdm_peer_state of our copy of its origin */
+	uint64_t origin_sent;     /**< its origin's end, as its last frame said */
+	uint64_t origin_received, origin_durable, origin_applied; /**< our copy's positions */
+	uint64_t origin_lag_ns;   /**< age (by its hlc) of the oldest record we have not applied;
+	                               0 when caught up */
+	int64_t clock_offset_ns;  /**< newest record's hlc minus our wall clock at receipt: its
+	                               clock ahead of ours plus transit (negative: behind) */
+	uint64_t clock_refused;   /**< its records refused: stamped beyond max_clock_offset_ms */
+	uint64_t conflicts_lost;  /**< conflicts its versions lost (our store) */
+	uint64_t conflicts_won;   /**< conflicts its versions won */
 };
 
 struct tdm_status {
@@ -265,6 +299,21 @@ struct tdm_status {
 	uint64_t last_failover_duration_ns; /**< from the old primary's last heartbeat to then */
 	char failover_note[160];      /**< why there is no failover, why fenced, or the last
 	                                   election's outcome */
+	/* multi-primary */
+	uint8_t mode;                 /**< enum tdm_mode */
+	uint8_t write_mode;           /**< enum tdm_write_mode */
+	uint8_t writable;             /**< this node takes writes now (primary, or multi-primary
+	                                   node not refusing them) */
+	uint64_t hlc;                 /**< the node's hybrid logical clock (last issued/seen) */
+	uint64_t max_clock_offset_ms;
+	uint64_t clock_refused;       /**< records refused for their timestamp, all peers */
+	uint64_t conflicts_stale;     /**< incoming versions that lost (dropped) */
+	uint64_t conflicts_stale_in_window; /**< of those, another origin's within the window */
+	uint64_t conflicts_overwrites; /**< stored versions of another origin replaced within it */
+	uint64_t tombstones;          /**< deletes kept as tombstones */
+	uint64_t tombstones_purged;
+	uint64_t purge_hlc;           /**< tombstones below this hlc may go: every origin's
+	                                   stream has been applied past it */
 	uint64_t uptime_ns;
 	uint64_t updated_ns;      /**< CLOCK_REALTIME (ns since the epoch) when the node published
 	                               this status; 0 = unknown. tandemctl shows it for a node
@@ -313,6 +362,12 @@ int tdm_ctl_switchover(const char *data_dir, uint16_t to);
  */
 int tdm_ctl_promote(const char *data_dir, bool force);
 
+/**
+ * Recent conflicts of a multi-primary node (newest first): up to cap records into out, their
+ * number in *n. @return 0; errors of tdm_ctl_get. A primary-replica node has none (*n = 0).
+ */
+int tdm_ctl_conflicts(const char *data_dir, struct tdm_store_conflict_rec *out, int cap,
+		      int *n);
 /** Fault injection: cut (or heal) the node's links to peer (0: every peer), both directions. */
 int tdm_ctl_cut(const char *data_dir, uint16_t peer, bool cut);
 
