@@ -92,11 +92,41 @@ bool tc_is_witness(const struct tc_cluster *c, int i)
 	return c->o.witness && i == c->n - 1;
 }
 
-/* With failover every node knows every other (a full mesh); without it, over dpdk, the star of
- * memif links: the primary knows every replica, a replica its primary. */
+/* With failover or multi-primary every node knows every other (a full mesh); without them,
+ * over dpdk, the star of memif links: the primary knows every replica, a replica its primary. */
 static bool knows(const struct tc_cluster *c, int i, int p)
 {
-	return p != i && (c->o.failover_ms || !c->dpdk || !i || !p);
+	return p != i && (c->o.failover_ms || c->o.multi_primary || !c->dpdk || !i || !p);
+}
+
+/* [node] without role and primary in multi-primary (every node takes writes). */
+static void write_node(const struct tc_cluster *c, int i, FILE *f)
+{
+	const struct tc_opts *o = &c->o;
+
+	fprintf(f, "[node]\nid = %d\n", i + 1);
+	if (!o->multi_primary)
+		fprintf(f, "role = %s\n",
+			tc_is_witness(c, i) ? "witness" : i ? "replica" : "primary");
+	fprintf(f, "cluster_id = %" PRIu64 "\ndata_dir = %s\nthreads = 1\nidle = yield\n",
+		o->cluster_id, c->data[i]);
+	if (!o->multi_primary && i && !tc_is_witness(c, i))
+		fprintf(f, "primary = 1\n");
+}
+
+static void write_replication(const struct tc_cluster *c, FILE *f)
+{
+	const struct tc_opts *o = &c->o;
+
+	fprintf(f, "[replication]\nlevel = %s\nquorum = %d\ntimeout_ms = %" PRIu64 "\n"
+		"on_timeout = %s\nfailover_timeout_ms = %" PRIu64 "\n", o->level, o->quorum,
+		o->timeout_ms, o->on_timeout, o->multi_primary ? 0 : o->failover_ms);
+	if (o->multi_primary)
+		fprintf(f, "mode = multi-primary\n");
+	if (o->write_mode)
+		fprintf(f, "write_mode = %s\n", o->write_mode);
+	if (o->max_clock_offset_ms)
+		fprintf(f, "max_clock_offset_ms = %" PRIu64 "\n", o->max_clock_offset_ms);
 }
 
 static void write_config(struct tc_cluster *c, int i)
@@ -106,12 +136,7 @@ static void write_config(struct tc_cluster *c, int i)
 
 	if (!f)
 		return;
-	fprintf(f, "[node]\nid = %d\nrole = %s\ncluster_id = %" PRIu64 "\ndata_dir = %s\n"
-		"threads = 1\nidle = yield\n", i + 1,
-		tc_is_witness(c, i) ? "witness" : i ? "replica" : "primary", o->cluster_id,
-		c->data[i]);
-	if (i && !tc_is_witness(c, i))
-		fprintf(f, "primary = 1\n");
+	write_node(c, i, f);
 	fprintf(f, "[log]\nring_size = %" PRIu64 "\nsegment_size = %" PRIu64 "\n"
 		"retention_cap = %" PRIu64 "\n", o->ring_size, o->segment_size, o->retention_cap);
 	fprintf(f, "[dataplane]\nbackend = %s\nfallback = none\naddress = 127.0.0.1:%u\n",
@@ -135,9 +160,8 @@ static void write_config(struct tc_cluster *c, int i)
 		fprintf(f, "[peer.%d]\naddress = 127.0.0.1:%u\ndpdk_port = %d\n%s", p + 1,
 			c->port + p + 1, port++, tc_is_witness(c, p) ? "witness = yes\n" : "");
 	}
-	fprintf(f, "[replication]\nlevel = %s\nquorum = %d\ntimeout_ms = %" PRIu64 "\n"
-		"on_timeout = %s\nfailover_timeout_ms = %" PRIu64 "\n[apply]\nworkers = %d\n",
-		o->level, o->quorum, o->timeout_ms, o->on_timeout, o->failover_ms, o->workers);
+	write_replication(c, f);
+	fprintf(f, "[apply]\nworkers = %d\n", o->workers);
 	fclose(f);
 }
 
@@ -218,6 +242,49 @@ static void pause_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+const struct tdm_peer_status *tc_peer_row(const struct tdm_status *st, const struct tc_cluster *c,
+					  int j)
+{
+	(void)c;
+	for (int k = 0; k < st->n_peers && k < TDM_MAX_PEERS; k++)
+		if (st->peers[k].node_id == j + 1)
+			return &st->peers[k];
+	return NULL;
+}
+
+/* Multi-primary: node i (status st) and every running peer stream to each other, both origins
+ * of each link, as both ends say. */
+static bool mp_streaming(struct tc_cluster *c, int i, const struct tdm_status *st)
+{
+	struct tdm_status ps;
+
+	for (int p = 0; p < c->n; p++) {
+		const struct tdm_peer_status *r = tc_peer_row(st, c, p), *back;
+
+		if (p == i || c->pid[p] <= 0)
+			continue;
+		if (!r || r->state != TDM_PEER_STREAMING || r->origin_state != TDM_PEER_STREAMING)
+			return false;
+		if (tc_status(c, p, &ps) != 0)
+			return false;
+		back = tc_peer_row(&ps, c, i);
+		if (!back || back->state != TDM_PEER_STREAMING ||
+		    back->origin_state != TDM_PEER_STREAMING)
+			return false;
+	}
+	return true;
+}
+
+/* Is node i (status st) started as tc_start should wait for? */
+static bool started(struct tc_cluster *c, int i, const struct tdm_status *st, bool streaming)
+{
+	if (!streaming || tc_is_witness(c, i))
+		return true;
+	if (c->o.multi_primary)
+		return mp_streaming(c, i, st);
+	return st->role == TDM_ROLE_PRIMARY || st->replica_state == TDM_PEER_STREAMING;
+}
+
 int tc_start(struct tc_cluster *c, int i, bool wait_streaming)
 {
 	struct tdm_status st;
@@ -249,14 +316,16 @@ int tc_start(struct tc_cluster *c, int i, bool wait_streaming)
 			return -1;
 		}
 		if (tdm_status_read(c->data[i], &st) == 0 && st.pid == pid &&
-		    (!wait_streaming || st.role == TDM_ROLE_PRIMARY || tc_is_witness(c, i) ||
-		     st.replica_state == TDM_PEER_STREAMING))
+		    started(c, i, &st, wait_streaming))
 			return 0;
 		pause_ms(10);
 	}
 	fprintf(stderr, "node %d did not start within %d s\n", i + 1, TC_WAIT_S);
-	for (int k = 0; k < c->n; k++)
+	for (int k = 0; k < c->n; k++) {
+		if (c->o.multi_primary && c->pid[k] > 0)
+			tc_print_status(c, k);
 		print_err(c, k);
+	}
 	return -1;
 }
 
@@ -361,16 +430,101 @@ int tc_cut(struct tc_cluster *c, int i, int j, bool cut)
 	return rc;
 }
 
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void tc_print_status(struct tc_cluster *c, int i)
+{
+	struct tdm_status st;
+	int rc = tc_status(c, i, &st);
+
+	if (rc && rc != TDM_ERR_CLOSED) {
+		fprintf(stderr, "node %d: no status (%d)\n", i + 1, rc);
+		return;
+	}
+	fprintf(stderr, "node %d%s: mode %u writable %u tail %" PRIu64 " durable %" PRIu64
+		" applied %" PRIu64 " hlc %" PRIx64 " clock_refused %" PRIu64 " stale %" PRIu64
+		" overwrites %" PRIu64 " tombstones %" PRIu64 " purged %" PRIu64 " purge_hlc %"
+		PRIx64 " resyncs %" PRIu64 "\n", i + 1, rc ? " (not running)" : "", st.mode,
+		st.writable, st.tail, st.durable, st.applied, st.hlc, st.clock_refused,
+		st.conflicts_stale, st.conflicts_overwrites, st.tombstones, st.tombstones_purged,
+		st.purge_hlc, st.resyncs);
+	for (int k = 0; k < st.n_peers && k < TDM_MAX_PEERS; k++) {
+		const struct tdm_peer_status *r = &st.peers[k];
+
+		fprintf(stderr, "  peer %u link %u: ours %s sent %" PRIu64 " recv %" PRIu64
+			" durable %" PRIu64 " applied %" PRIu64 "; its origin %s sent %" PRIu64
+			" recv %" PRIu64 " durable %" PRIu64 " applied %" PRIu64 " lag %" PRIu64
+			" ns offset %" PRId64 " ns clock_refused %" PRIu64 " lost %" PRIu64 " won %"
+			PRIu64 "\n", r->node_id, r->link_up,
+			tdm_peer_state_name((enum tdm_peer_state)r->state), r->sent, r->received,
+			r->durable, r->applied,
+			tdm_peer_state_name((enum tdm_peer_state)r->origin_state), r->origin_sent,
+			r->origin_received, r->origin_durable, r->origin_applied, r->origin_lag_ns,
+			r->clock_offset_ns, r->clock_refused, r->conflicts_lost, r->conflicts_won);
+	}
+}
+
+/* Node i (status st[i]) has everything of itself and of every running peer applied. */
+static bool mp_quiet(struct tc_cluster *c, int i, const struct tdm_status *st)
+{
+	const struct tdm_status *me = &st[i];
+
+	if (me->applied != me->tail || me->durable != me->tail)
+		return false;
+	for (int p = 0; p < c->n; p++) {
+		const struct tdm_peer_status *r = tc_peer_row(me, c, p);
+
+		if (p == i || c->pid[p] <= 0)
+			continue;
+		if (!r || r->origin_sent != st[p].tail || r->origin_applied != st[p].tail ||
+		    r->applied != me->tail)
+			return false;
+	}
+	return true;
+}
+
+int tc_wait_quiescent(struct tc_cluster *c)
+{
+	struct tdm_status st[TC_MAX_NODES];
+	/* The status file is refreshed every 100 ms: use statuses published after this call
+	 * began (so after the caller's last write). */
+	uint64_t since = realtime_ns();
+
+	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+		bool all = true;
+
+		for (int i = 0; all && i < c->n; i++)
+			all = c->pid[i] <= 0 ||
+			      (tc_status(c, i, &st[i]) == 0 && st[i].updated_ns > since);
+		for (int i = 0; all && i < c->n; i++)
+			all = c->pid[i] <= 0 || mp_quiet(c, i, st);
+		if (all)
+			return 0;
+		pause_ms(10);
+	}
+	fprintf(stderr, "the nodes did not become quiescent within %d s\n", TC_WAIT_S);
+	for (int i = 0; i < c->n; i++)
+		tc_print_status(c, i);
+	tc_print_logs(c);
+	return -1;
+}
+
 int tc_wait_caught_up(struct tc_cluster *c)
 {
 	struct tdm_status p, r;
-	struct timespec ts;
 	uint64_t since;
 
+	if (c->o.multi_primary)
+		return tc_wait_quiescent(c);
 	/* The status file is refreshed every 100 ms: use a tail published after this call began
 	 * (so after the caller's last write). */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	since = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	since = realtime_ns();
 	for (int t = 0; t < TC_WAIT_S * 100; t++) {
 		int pi = tc_primary(c, NULL);
 		bool all = pi >= 0 && tc_status(c, pi, &p) == 0 && p.updated_ns > since;

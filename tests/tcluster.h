@@ -1,9 +1,9 @@
 /*
  * A reusable fault harness for multi-process cluster tests: write the configurations of a
- * primary and its replicas into a temporary directory, start each node as a real tandemd
- * process, kill (any signal), stop/continue, restart, wait for catch-up, and compare digests.
- * Nodes die with the test (PDEATHSIG); tc_destroy, and a SIGTERM from meson's timeout, kill
- * them and remove every file.
+ * primary and its replicas (or of a multi-primary full mesh) into a temporary directory, start
+ * each node as a real tandemd process, kill (any signal), stop/continue, restart, wait for
+ * catch-up (multi-primary: quiescence), and compare digests. Nodes die with the test
+ * (PDEATHSIG); tc_destroy, and a SIGTERM from meson's timeout, kill them and remove every file.
  *
  * Waits are bounded (they fail the test after TC_WAIT_S seconds instead of hanging) but nothing
  * asserts a time.
@@ -34,6 +34,10 @@ struct tc_opts {
 	uint64_t cluster_id;       /**< 0 = derived from the pid */
 	uint64_t failover_ms;      /**< replication.failover_timeout_ms; 0 = no failover */
 	bool witness;              /**< the last node is a witness (it counts in `replicas`) */
+	/* multi-primary: `replicas` + 1 writable nodes in a full mesh (no roles, no failover) */
+	bool multi_primary;        /**< [replication] mode = multi-primary */
+	const char *write_mode;    /**< NULL = the default (any); "any" or "majority" */
+	uint64_t max_clock_offset_ms; /**< 0 = the default */
 };
 
 struct tc_cluster {
@@ -56,14 +60,30 @@ int tc_create(struct tc_cluster *c, const char *tandemd, const struct tc_opts *o
 /** Append a line to node i's configuration (before tc_start), e.g. "[node]\ncluster_id = 9". */
 void tc_config_append(struct tc_cluster *c, int i, const char *text);
 /** Start node i and wait until its status file says it runs (replicas: and streams, unless
- *  wait_streaming is false). @return 0 or -1 (its stderr is printed). */
+ *  wait_streaming is false; multi-primary: and streams both ways with every running peer,
+ *  its origin to them and theirs to it). @return 0 or -1 (its stderr is printed). */
 int tc_start(struct tc_cluster *c, int i, bool wait_streaming);
 /** Start every node. */
 int tc_start_all(struct tc_cluster *c);
 /** Send sig to node i; SIGKILL/SIGTERM also reap it. */
 void tc_signal(struct tc_cluster *c, int i, int sig);
-/** Wait until every running replica has applied the current primary's tail. @return 0 or -1. */
+/** Wait until every running replica has applied the current primary's tail (multi-primary:
+ *  tc_wait_quiescent). @return 0 or -1. */
 int tc_wait_caught_up(struct tc_cluster *c);
+/**
+ * Multi-primary: wait until the running nodes are quiescent, as their status files published
+ * after this call began say: on every node its own applied == durable == tail, and for every
+ * running peer its copy of that peer's origin has origin_sent == origin_applied == the peer's
+ * own tail (and the peer acknowledges our origin: its row's applied == our tail). Call it after
+ * the last write. @return 0, or -1 after TC_WAIT_S (every node's status rows and stderr are
+ * printed).
+ */
+int tc_wait_quiescent(struct tc_cluster *c);
+/** The row of node j (index) in node i's status, or NULL. */
+const struct tdm_peer_status *tc_peer_row(const struct tdm_status *st, const struct tc_cluster *c,
+					  int j);
+/** Print node i's status: own positions, multi-primary counters and every peer row. */
+void tc_print_status(struct tc_cluster *c, int i);
 /** Index of the running node that is an unfenced primary (the highest epoch), or -1. */
 int tc_primary(struct tc_cluster *c, uint32_t *epoch);
 /** Wait until a running node is an unfenced primary of an epoch above `above`: its index, or
