@@ -1,0 +1,1113 @@
+/*
+ * Multi-primary end to end: three real tandemd processes in a full mesh (tests/tcluster.c) on
+ * one transport (argv[1]: udp or dpdk), every node written to by this process through its own
+ * attached handle, from one thread per node so the nodes' writes are concurrent.
+ *
+ *   load        100k operations per node (puts, 1% deletes, 10% on keys all nodes share),
+ *               pipelined at `memory`; conflicts were counted
+ *   partition   one node cut off while all three keep writing (shared keys too), then healed
+ *   restart     a node that wrote is killed (-9) while the others write at `durable`, then
+ *               restarted: it resumes every origin's stream (no full resync), writes again
+ *   delete      deletes against concurrent puts of the same keys from the other nodes;
+ *               tombstones are counted, then purged once every origin has passed them
+ *   clock       one node's clock 2 s ahead (max offset 500 ms): its records are refused (counted
+ *               per peer), then accepted once the others' clocks catch up; nothing lost
+ *   majority    write_mode = majority: a node cut off from both peers refuses writes (the
+ *               message says why) while the other two accept; after healing it accepts again
+ *
+ * Every case ends in check_converged: after quiescence the oracle is every node's own log on
+ * disk (DATA_DIR/log holds exactly that node's origin): its PUT/DEL records must be exactly the
+ * writes the node accepted, in order, with increasing hybrid-logical-clock stamps; merging them
+ * by the greatest (hlc, origin) per key gives the expected state. Every node must hold exactly
+ * that (each key read back with tdm_ctl_get_many, the digest and key count against a store
+ * built from the expected state), and every node's copy of each peer's origin
+ * (DATA_DIR/origin-<id>) must hold the same records at the same positions as that peer's log.
+ * Values are "n<node id>-s<seq>", unique per write, so every winner is identifiable.
+ * Nothing asserts a time; waits are bounded by TC_WAIT_S.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tassert.h"
+#include "tcluster.h"
+
+#define NODES 3
+#define KEY_CAP 24
+#define VAL_CAP 24
+
+static const char *tandemd;
+static enum tdm_dp_backend backend;
+static struct tc_cluster *current; /* destroyed by teardown, also after a failed assertion */
+
+/* ---- What each node accepted ---- */
+
+/** One write a node accepted, in the order it accepted them. */
+struct wop {
+	char key[KEY_CAP];
+	uint8_t klen;
+	uint8_t del;
+	uint32_t seq;  /**< the value is "n<node id>-s<seq>" (deletes have none) */
+};
+
+/** The writes one node accepted (appended by its writer thread only). */
+struct wlog {
+	struct wop *v;
+	size_t n, cap;
+	uint32_t next_seq;  /**< the next write's seq: values stay unique across phases */
+};
+
+static struct wlog issued[NODES];
+
+static int teardown(void **state)
+{
+	if (current)
+		tc_destroy(current);
+	current = NULL;
+	for (int i = 0; i < NODES; i++) {
+		free(issued[i].v);
+		memset(&issued[i], 0, sizeof(issued[i]));
+	}
+	return 0;
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint32_t value_of(int node, uint32_t seq, char *buf)
+{
+	return (uint32_t)snprintf(buf, VAL_CAP, "n%d-s%u", node + 1, seq);
+}
+
+/* ---- Writers: one thread per node ---- */
+
+struct job;
+/** Choose the k-th operation of a job: its key and whether it is a delete. */
+typedef void (*pick_fn)(struct job *j, uint32_t k, char *key, uint8_t *klen, bool *del);
+
+struct job {
+	struct tc_cluster *c;
+	int node;              /**< index of the node written to */
+	uint32_t count;        /**< operations to issue */
+	pick_fn pick;          /**< NULL: pick_mixed */
+	uint32_t shared_keys;  /**< pick_mixed: "s%06u", written by every node */
+	uint32_t private_keys; /**< pick_mixed: "p<id>-%06u", this node's own */
+	int shared_pct;        /**< pick_mixed: share of operations on shared keys */
+	int del_permille;      /**< pick_mixed: share of deletes */
+	enum tdm_level level;  /**< memory: no waits; else each window waits for its last write */
+	int window;            /**< writes in flight per wait (level above memory) */
+	uint64_t rng;          /**< xorshift state */
+	size_t acked;          /**< writes acknowledged at the level so far (read by main) */
+	int rc;                /**< 0, or the first failure (err says what) */
+	char err[300];
+	pthread_t th;
+};
+
+static uint64_t rnd(struct job *j)
+{
+	j->rng ^= j->rng << 13;
+	j->rng ^= j->rng >> 7;
+	j->rng ^= j->rng << 17;
+	return j->rng;
+}
+
+static void pick_mixed(struct job *j, uint32_t k, char *key, uint8_t *klen, bool *del)
+{
+	uint64_t r = rnd(j);
+	bool shared = (int)(r % 100) < j->shared_pct;
+	uint32_t idx = (uint32_t)((r >> 8) % (shared ? j->shared_keys : j->private_keys));
+
+	(void)k;
+	*del = (int)((r >> 40) % 1000) < j->del_permille;
+	if (shared)
+		*klen = (uint8_t)snprintf(key, KEY_CAP, "s%06u", idx);
+	else
+		*klen = (uint8_t)snprintf(key, KEY_CAP, "p%d-%06u", j->node + 1, idx);
+}
+
+static void job_init(struct job *j, struct tc_cluster *c, int node, uint32_t count)
+{
+	memset(j, 0, sizeof(*j));
+	j->c = c;
+	j->node = node;
+	j->count = count;
+	j->shared_keys = 1000;
+	j->private_keys = 20000;
+	j->shared_pct = 10;
+	j->del_permille = 10;
+	j->level = TDM_LEVEL_MEMORY;
+	j->window = 32;
+	j->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(node + 1) + issued[node].next_seq;
+}
+
+static void job_fail(struct job *j, int rc, const char *what)
+{
+	snprintf(j->err, sizeof(j->err), "node %d: %s: %d (%s): %s", j->node + 1, what, rc,
+		 tdm_strerror(rc), tdm_errmsg());
+	__atomic_store_n(&j->rc, rc, __ATOMIC_RELEASE); /* wait_progress stops on it */
+}
+
+/* One put or delete, retried while the ring is full (bounded). */
+static int write_one(struct tdm_node *h, const struct wop *op, int node, uint64_t *end)
+{
+	char val[VAL_CAP];
+	uint32_t vlen = value_of(node, op->seq, val);
+	uint64_t deadline = 0;
+	int rc;
+
+	for (uint64_t tries = 0;; tries++) {
+		rc = op->del ? tdm_delete(h, op->key, op->klen, end)
+			     : tdm_put(h, op->key, op->klen, val, vlen, end);
+		if (rc != TDM_ERR_BACKPRESSURE)
+			return rc;
+		if (tries % 1024 == 0) {
+			uint64_t now = mono_ns();
+
+			if (!deadline)
+				deadline = now + (uint64_t)TC_WAIT_S * 1000000000ull;
+			else if (now > deadline)
+				return rc;
+		}
+		sched_yield();
+	}
+}
+
+static void wlog_add(struct wlog *w, const struct wop *op)
+{
+	if (w->n == w->cap) {
+		w->cap = w->cap ? 2 * w->cap : 4096;
+		w->v = realloc(w->v, w->cap * sizeof(*w->v));
+		if (!w->v)
+			abort();
+	}
+	w->v[w->n++] = *op;
+}
+
+static void *job_run(void *arg)
+{
+	struct job *j = arg;
+	struct wlog *w = &issued[j->node];
+	pick_fn pick = j->pick ? j->pick : pick_mixed;
+	struct tdm_node *h;
+	uint64_t end = 0;
+	int rc = tdm_node_attach(j->c->data[j->node], &h);
+
+	if (rc) {
+		job_fail(j, rc, "attach");
+		return NULL;
+	}
+	for (uint32_t k = 0; k < j->count && !j->rc;) {
+		for (int f = 0; k < j->count && (f < j->window || j->level == TDM_LEVEL_MEMORY) &&
+				!j->rc; f++, k++) {
+			struct wop op = { .seq = w->next_seq };
+			bool del;
+
+			pick(j, k, op.key, &op.klen, &del);
+			op.del = del;
+			rc = write_one(h, &op, j->node, &end);
+			if (rc) {
+				job_fail(j, rc, op.del ? "delete" : "put");
+				break;
+			}
+			w->next_seq++;
+			wlog_add(w, &op);
+			if (j->level == TDM_LEVEL_MEMORY)
+				__atomic_store_n(&j->acked, w->n, __ATOMIC_RELEASE);
+		}
+		if (j->level == TDM_LEVEL_MEMORY || j->rc)
+			continue;
+		rc = tdm_wait(h, end, j->level, 0);
+		if (!rc) /* durable on peers is not on our own disk: a restart must find them */
+			rc = tdm_wait(h, end, TDM_LEVEL_LOCAL, 0);
+		if (rc)
+			job_fail(j, rc, "wait");
+		else
+			__atomic_store_n(&j->acked, w->n, __ATOMIC_RELEASE);
+	}
+	tdm_node_close(h);
+	return NULL;
+}
+
+static void jobs_start(struct job *jobs, int n)
+{
+	for (int i = 0; i < n; i++)
+		assert_int_equal(pthread_create(&jobs[i].th, NULL, job_run, &jobs[i]), 0);
+}
+
+static void jobs_join(struct job *jobs, int n)
+{
+	for (int i = 0; i < n; i++)
+		pthread_join(jobs[i].th, NULL);
+	for (int i = 0; i < n; i++)
+		if (jobs[i].rc)
+			fail_msg("%s", jobs[i].err);
+}
+
+static void jobs_run(struct job *jobs, int n)
+{
+	jobs_start(jobs, n);
+	jobs_join(jobs, n);
+}
+
+/* Run `count` mixed operations on every node at once (memory level). */
+static void write_all(struct tc_cluster *c, uint32_t count, int shared_pct)
+{
+	struct job jobs[NODES];
+
+	for (int i = 0; i < NODES; i++) {
+		job_init(&jobs[i], c, i, count);
+		jobs[i].shared_pct = shared_pct;
+	}
+	jobs_run(jobs, NODES);
+}
+
+/* ---- The oracle: every origin's log on disk, merged last-writer-wins ---- */
+
+/** The greatest version of one key among every origin's records. */
+struct ent {
+	char key[KEY_CAP];
+	uint8_t klen, used, del;
+	uint8_t vlen;
+	char val[VAL_CAP];
+	uint16_t origin;
+	uint16_t origins;  /**< bit per origin that wrote the key */
+	uint64_t hlc;
+};
+
+struct table {
+	struct ent *e;
+	size_t cap, n;
+};
+
+static uint64_t key_hash(const void *key, uint32_t klen)
+{
+	const uint8_t *p = key;
+	uint64_t h = 1469598103934665603ull;
+
+	for (uint32_t i = 0; i < klen; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+static struct ent *table_slot(struct table *t, const void *key, uint32_t klen)
+{
+	size_t i = (size_t)key_hash(key, klen) & (t->cap - 1);
+
+	while (t->e[i].used && (t->e[i].klen != klen || memcmp(t->e[i].key, key, klen)))
+		i = (i + 1) & (t->cap - 1);
+	return &t->e[i];
+}
+
+/** A record's (position, length, checksum): to compare copies of an origin with the original. */
+struct rsum {
+	uint64_t pos;
+	uint32_t len, crc;
+};
+
+struct rsums {
+	struct rsum *v;
+	size_t n, cap;
+	uint64_t end;  /**< where the log ends */
+};
+
+/* What one scan of an origin's own log found. */
+struct own_scan {
+	int node;
+	const struct wlog *w;
+	size_t k;              /* next accepted write expected */
+	uint64_t last_hlc;
+	size_t foreign, unordered, mismatched;
+	char first_bad[240];
+	struct table *t;
+	struct rsums *sums;
+};
+
+static void note_bad(struct own_scan *s, size_t *counter, const struct tdm_log_rec *rec,
+		     const char *what)
+{
+	if (!s->first_bad[0])
+		snprintf(s->first_bad, sizeof(s->first_bad), "record at %" PRIu64 " (origin %u, hlc "
+			 "%" PRIx64 ", key %.*s): %s", rec->hdr->position, rec->hdr->origin,
+			 rec->hdr->hlc, (int)(rec->hdr->key_len < KEY_CAP ? rec->hdr->key_len : 0),
+			 (const char *)rec->key, what);
+	(*counter)++;
+}
+
+/* Is rec the write w->v[k]? */
+static bool rec_is(const struct tdm_log_rec *rec, const struct wop *op, int node)
+{
+	char val[VAL_CAP];
+	uint32_t vlen = op->del ? 0 : value_of(node, op->seq, val);
+
+	return rec->hdr->type == (op->del ? TDM_LOG_REC_DEL : TDM_LOG_REC_PUT) &&
+	       rec->hdr->key_len == op->klen && !memcmp(rec->key, op->key, op->klen) &&
+	       rec->hdr->value_len == vlen && (!vlen || !memcmp(rec->value, val, vlen));
+}
+
+static void merge(struct table *t, const struct tdm_log_rec *rec)
+{
+	const struct tdm_log_rec_hdr *h = rec->hdr;
+	struct ent *e = table_slot(t, rec->key, h->key_len);
+
+	if (!e->used) {
+		memcpy(e->key, rec->key, h->key_len);
+		e->klen = (uint8_t)h->key_len;
+		e->used = 1;
+		t->n++;
+	} else if (h->hlc < e->hlc || (h->hlc == e->hlc && h->origin <= e->origin)) {
+		e->origins |= (uint16_t)(1u << (h->origin & 15));
+		return;
+	}
+	e->origins |= (uint16_t)(1u << (h->origin & 15));
+	e->hlc = h->hlc;
+	e->origin = h->origin;
+	e->del = h->type == TDM_LOG_REC_DEL;
+	e->vlen = (uint8_t)h->value_len;
+	memcpy(e->val, rec->value, h->value_len);
+}
+
+static int own_rec(void *ctx, const struct tdm_log_rec *rec)
+{
+	struct own_scan *s = ctx;
+	const struct tdm_log_rec_hdr *h = rec->hdr;
+	struct rsums *r = s->sums;
+
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 4096;
+		r->v = realloc(r->v, r->cap * sizeof(*r->v));
+		if (!r->v)
+			abort();
+	}
+	r->v[r->n++] = (struct rsum){ h->position, h->length, h->crc };
+	if (h->type != TDM_LOG_REC_PUT && h->type != TDM_LOG_REC_DEL)
+		return 0;
+	if (h->origin != s->node + 1) {
+		note_bad(s, &s->foreign, rec, "another origin's write in this node's own log");
+		return 0;
+	}
+	if (h->hlc <= s->last_hlc)
+		note_bad(s, &s->unordered, rec, "hlc not above the previous write's");
+	s->last_hlc = h->hlc;
+	if (h->key_len >= KEY_CAP || h->value_len >= VAL_CAP || s->k >= s->w->n ||
+	    !rec_is(rec, &s->w->v[s->k], s->node))
+		note_bad(s, &s->mismatched, rec, s->k >= s->w->n ? "a write nobody issued" :
+			 "not the write the node accepted next");
+	else
+		merge(s->t, rec);
+	s->k++;
+	return 0;
+}
+
+static void scan_own(struct tc_cluster *c, int i, struct table *t, struct rsums *sums)
+{
+	struct own_scan s = { .node = i, .w = &issued[i], .t = t, .sums = sums };
+	struct tdm_log_scan_report rep;
+	char dir[400];
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/log", c->data[i]);
+	rc = tdm_log_scan(dir, c->o.cluster_id, 0, own_rec, &s, &rep);
+	if (rc)
+		fail_msg("node %d: scanning its log %s: %d: %s", i + 1, dir, rc, rep.error_text);
+	sums->end = rep.end;
+	if (s.foreign || s.unordered || s.mismatched)
+		fail_msg("node %d's log: %zu foreign, %zu out of hlc order, %zu not as accepted; "
+			 "first: %s", i + 1, s.foreign, s.unordered, s.mismatched, s.first_bad);
+	if (s.k != s.w->n)
+		fail_msg("node %d accepted %zu writes, its log holds %zu", i + 1, s.w->n, s.k);
+	if (rep.start != 0)
+		fail_msg("node %d's log starts at %" PRIu64 ": its oldest writes are gone (segments "
+			 "too small for this test?)", i + 1, rep.start);
+}
+
+/* ---- Copies of origins ---- */
+
+struct copy_scan {
+	const struct rsums *own;
+	size_t matched, bad;
+	uint64_t first_bad;
+};
+
+static int copy_rec(void *ctx, const struct tdm_log_rec *rec)
+{
+	struct copy_scan *s = ctx;
+	const struct tdm_log_rec_hdr *h = rec->hdr;
+	size_t lo = 0, hi = s->own->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (s->own->v[mid].pos < h->position)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->own->n && s->own->v[lo].pos == h->position && s->own->v[lo].len == h->length &&
+	    s->own->v[lo].crc == h->crc) {
+		s->matched++;
+	} else {
+		if (!s->bad)
+			s->first_bad = h->position;
+		s->bad++;
+	}
+	return 0;
+}
+
+/* DATA_DIR/origin-<id>, or the log directory inside it. */
+static void copy_dir(struct tc_cluster *c, int i, int j, char *dir, size_t cap)
+{
+	struct stat st;
+
+	snprintf(dir, cap, "%s/origin-%d/log", c->data[i], j + 1);
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		snprintf(dir, cap, "%s/origin-%d", c->data[i], j + 1);
+}
+
+/* Node i's copy of node j's origin holds node j's records at their positions, up to its end. */
+static void check_copy(struct tc_cluster *c, int i, int j, const struct rsums *own)
+{
+	struct copy_scan s = { .own = own };
+	struct tdm_log_scan_report rep;
+	size_t want = 0;
+	char dir[400];
+	int rc;
+
+	copy_dir(c, i, j, dir, sizeof(dir));
+	rc = tdm_log_scan(dir, c->o.cluster_id, 0, copy_rec, &s, &rep);
+	if (rc)
+		fail_msg("node %d's copy of origin %d (%s): scan: %d: %s", i + 1, j + 1, dir, rc,
+			 rep.error_text);
+	for (size_t k = 0; k < own->n; k++)
+		want += own->v[k].pos >= rep.start;
+	if (s.bad || s.matched != want || rep.end != own->end)
+		fail_msg("node %d's copy of origin %d (%s) from %" PRIu64 " to %" PRIu64 ": %zu "
+			 "records match, %zu differ (first at %" PRIu64 "); the origin's log has %zu "
+			 "from there and ends at %" PRIu64, i + 1, j + 1, dir, rep.start, rep.end,
+			 s.matched, s.bad, s.first_bad, want, own->end);
+}
+
+/* Every running node's copy of every peer's origin is on its disk (origin_durable). */
+static void wait_copies_durable(struct tc_cluster *c)
+{
+	struct tdm_status st[NODES];
+
+	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+		bool all = true;
+
+		for (int i = 0; all && i < NODES; i++)
+			all = tc_status(c, i, &st[i]) == 0;
+		for (int i = 0; all && i < NODES; i++)
+			for (int j = 0; all && j < NODES; j++) {
+				const struct tdm_peer_status *r = tc_peer_row(&st[i], c, j);
+				all = j == i || (r && r->origin_durable == st[j].tail);
+			}
+		if (all)
+			return;
+		pause_ms(10);
+	}
+	for (int i = 0; i < NODES; i++)
+		tc_print_status(c, i);
+	fail_msg("the copies of the origins did not become durable within %d s", TC_WAIT_S);
+}
+
+/* ---- Checking the nodes against the oracle ---- */
+
+#define MANY 4096 /* keys per get-many request */
+
+/* Compare the values of t->e[from..to) (the used ones) on node i; count what differs. */
+static size_t check_values_chunk(struct tc_cluster *c, int i, const struct table *t, size_t *at,
+				 uint8_t *kbuf, uint8_t *out, uint32_t cap)
+{
+	const struct ent *which[MANY];
+	uint32_t len = 0, out_len = 0, off = 0;
+	size_t n = 0, bad = 0;
+	int rc;
+
+	for (; *at < t->cap && n < MANY; (*at)++) {
+		const struct ent *e = &t->e[*at];
+		uint16_t kl = e->klen;
+
+		if (!e->used)
+			continue;
+		memcpy(kbuf + len, &kl, 2);
+		memcpy(kbuf + len + 2, e->key, kl);
+		len += 2u + kl;
+		which[n++] = e;
+	}
+	if (!n)
+		return 0;
+	rc = tdm_ctl_get_many(c->data[i], kbuf, len, out, cap, &out_len);
+	if (rc)
+		fail_msg("node %d: get many: %d: %s", i + 1, rc, tdm_errmsg());
+	for (size_t k = 0; k < n; k++) {
+		const struct ent *e = which[k];
+		int32_t code;
+		uint32_t vlen;
+		bool ok;
+
+		if (off + 8 > out_len)
+			fail_msg("node %d: get many answer cut short at key %zu of %zu", i + 1, k, n);
+		memcpy(&code, out + off, 4);
+		memcpy(&vlen, out + off + 4, 4);
+		off += 8;
+		ok = e->del ? code == TDM_ERR_NOT_FOUND
+			    : code == 0 && vlen == e->vlen && !memcmp(out + off, e->val, vlen);
+		if (!ok && bad++ < 5)
+			print_error("node %d: key %.*s: got %d \"%.*s\", want %s \"%.*s\" (hlc %"
+				    PRIx64 " origin %u)\n", i + 1, e->klen, e->key, code,
+				    code ? 0 : (int)(vlen < 64 ? vlen : 64), (const char *)out + off,
+				    e->del ? "deleted" : "", e->vlen, e->val, e->hlc, e->origin);
+		off += code ? 0 : vlen;
+	}
+	return bad;
+}
+
+static void check_values(struct tc_cluster *c, int i, const struct table *t)
+{
+	uint32_t cap = 1u << 20;
+	uint8_t *kbuf = malloc((size_t)MANY * (KEY_CAP + 2)), *out = malloc(cap);
+	size_t at = 0, bad = 0;
+
+	assert_non_null(kbuf);
+	assert_non_null(out);
+	while (at < t->cap)
+		bad += check_values_chunk(c, i, t, &at, kbuf, out, cap);
+	free(kbuf);
+	free(out);
+	if (bad)
+		fail_msg("node %d: %zu of %zu keys differ from the greatest (hlc, origin) write", i + 1,
+			 bad, t->n);
+}
+
+/** What check_converged found, for the cases' own assertions. */
+struct outcome {
+	size_t keys;          /**< keys ever written */
+	size_t live;          /**< keys whose winner is a put */
+	size_t deleted;       /**< keys whose winner is a delete */
+	size_t multi_origin;  /**< keys written by more than one node */
+	uint64_t conflicts;   /**< conflicts_stale + conflicts_overwrites over all nodes */
+	struct tdm_status st[NODES];
+};
+
+/* Digest and count of the expected live contents, from a plain store. */
+static void expected_digest(const struct table *t, uint64_t *digest, uint64_t *count)
+{
+	struct tdm_store *s;
+
+	assert_ok(tdm_store_create(1, &s));
+	for (size_t k = 0; k < t->cap; k++) {
+		const struct ent *e = &t->e[k];
+
+		if (e->used && !e->del)
+			assert_ok(tdm_store_put(s, e->key, e->klen, e->val, e->vlen, e->hlc,
+						e->origin));
+	}
+	*digest = tdm_store_digest(s);
+	*count = tdm_store_count(s);
+	tdm_store_destroy(s);
+}
+
+static void summarize(const struct table *t, struct outcome *o)
+{
+	for (size_t k = 0; k < t->cap; k++) {
+		const struct ent *e = &t->e[k];
+
+		if (!e->used)
+			continue;
+		o->keys++;
+		o->live += !e->del;
+		o->deleted += e->del;
+		o->multi_origin += (e->origins & (e->origins - 1)) != 0;
+	}
+}
+
+/*
+ * After the last write: wait for quiescence, build the expected state from every node's own
+ * log, and check every node against it (digest, key count, every key's value) and every copy
+ * of every origin against the origin's log.
+ */
+static void check_converged(struct tc_cluster *c, const char *label, struct outcome *o)
+{
+	struct table t = { .cap = 1u << 18 };
+	struct rsums sums[NODES];
+	uint64_t want_digest, want_keys;
+
+	memset(o, 0, sizeof(*o));
+	memset(sums, 0, sizeof(sums));
+	assert_ok(tc_wait_quiescent(c));
+	wait_copies_durable(c);
+	t.e = calloc(t.cap, sizeof(*t.e));
+	assert_non_null(t.e);
+	for (int i = 0; i < NODES; i++)
+		scan_own(c, i, &t, &sums[i]);
+	expected_digest(&t, &want_digest, &want_keys);
+	for (int i = 0; i < NODES; i++) {
+		uint64_t d, applied, keys;
+
+		assert_ok(tc_digest(c, i, &d, &applied, &keys));
+		if (d != want_digest || keys != want_keys)
+			fail_msg("node %d: digest %016" PRIx64 " with %" PRIu64 " keys, the oracle's "
+				 "%016" PRIx64 " with %" PRIu64 " keys", i + 1, d, keys, want_digest,
+				 want_keys);
+	}
+	for (int i = 0; i < NODES; i++)
+		check_values(c, i, &t);
+	for (int i = 0; i < NODES; i++)
+		for (int j = 0; j < NODES; j++)
+			if (j != i)
+				check_copy(c, i, j, &sums[j]);
+	summarize(&t, o);
+	for (int i = 0; i < NODES; i++) {
+		assert_ok(tc_status(c, i, &o->st[i]));
+		o->conflicts += o->st[i].conflicts_stale + o->st[i].conflicts_overwrites;
+	}
+	print_message("%s: %zu + %zu + %zu writes; %zu keys (%zu live, %zu deleted, %zu written by "
+		      "several nodes); digest %016" PRIx64 " on every node; conflicts (stale + "
+		      "overwrites) %" PRIu64 "/%" PRIu64 ", %" PRIu64 "/%" PRIu64 ", %" PRIu64 "/%"
+		      PRIu64 "\n", label, issued[0].n, issued[1].n, issued[2].n, o->keys, o->live,
+		      o->deleted, o->multi_origin, want_digest, o->st[0].conflicts_stale,
+		      o->st[0].conflicts_overwrites, o->st[1].conflicts_stale,
+		      o->st[1].conflicts_overwrites, o->st[2].conflicts_stale,
+		      o->st[2].conflicts_overwrites);
+	for (int i = 0; i < NODES; i++)
+		free(sums[i].v);
+	free(t.e);
+}
+
+/* ---- Clusters ---- */
+
+static struct tc_opts opts(void)
+{
+	/* Segments big enough that no test's own log loses a segment: the oracle reads it all. */
+	struct tc_opts o = { .backend = backend, .replicas = NODES - 1, .multi_primary = true,
+			     .level = "memory", .quorum = 1, .timeout_ms = 5000,
+			     .segment_size = 16u << 20, .ring_size = 8u << 20 };
+	return o;
+}
+
+static void create(struct tc_cluster *c, const struct tc_opts *o, const char *tag)
+{
+	int rc = tc_create(c, tandemd, o, tag);
+
+	if (rc == 77)
+		skip();
+	assert_int_equal(rc, 0);
+	current = c;
+}
+
+static void start(struct tc_cluster *c)
+{
+	assert_ok(tc_start_all(c));
+}
+
+/* ---- load ---- */
+
+static void test_load(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct outcome out;
+	struct tdm_store_conflict_rec rec[8];
+	uint64_t t0;
+	int n = 0;
+
+	create(&c, &o, "mpload");
+	start(&c);
+	t0 = mono_ns();
+	write_all(&c, 100000, 10);
+	print_message("100000 operations on each of %d nodes issued in %.2f s\n", NODES,
+		      (double)(mono_ns() - t0) / 1e9);
+	check_converged(&c, "load", &out);
+	assert_true(out.multi_origin > 0);
+	assert_true(out.conflicts > 0);
+	assert_ok(tdm_ctl_conflicts(c.data[0], rec, 8, &n));
+	for (int k = 0; k < n; k++) {
+		bool winner_greater = rec[k].winner_hlc > rec[k].loser_hlc ||
+			(rec[k].winner_hlc == rec[k].loser_hlc &&
+			 rec[k].winner_origin > rec[k].loser_origin);
+
+		if (!winner_greater)
+			fail_msg("node 1 reports a conflict whose winner (%" PRIx64 ", %u) is not above "
+				 "its loser (%" PRIx64 ", %u)", rec[k].winner_hlc,
+				 rec[k].winner_origin, rec[k].loser_hlc, rec[k].loser_origin);
+	}
+	print_message("node 1 lists %d recent conflicts, each won by the greater (hlc, origin)\n",
+		      n);
+}
+
+/* ---- partition ---- */
+
+/* Statuses of every node published after `since` (CLOCK_REALTIME ns). */
+static void statuses_after(struct tc_cluster *c, uint64_t since, struct tdm_status *st)
+{
+	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+		bool all = true;
+
+		for (int i = 0; all && i < NODES; i++)
+			all = tc_status(c, i, &st[i]) == 0 && st[i].updated_ns > since;
+		if (all)
+			return;
+		pause_ms(10);
+	}
+	fail_msg("no fresh status from every node within %d s", TC_WAIT_S);
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void test_partition(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct tdm_status st[NODES];
+	struct outcome out;
+	uint64_t since;
+
+	create(&c, &o, "mppart");
+	start(&c);
+	write_all(&c, 5000, 20);
+	assert_ok(tc_cut(&c, 2, -1, true));
+	write_all(&c, 5000, 20);
+	/* The cut node's writes stay with it, and the others' with them. */
+	since = realtime_ns();
+	statuses_after(&c, since, st);
+	for (int i = 0; i < 2; i++) {
+		const struct tdm_peer_status *in = tc_peer_row(&st[i], &c, 2);
+		const struct tdm_peer_status *out3 = tc_peer_row(&st[2], &c, i);
+
+		assert_non_null(in);
+		assert_non_null(out3);
+		if (in->origin_received >= st[2].tail || out3->origin_received >= st[i].tail)
+			fail_msg("partition: node %d has node 3's origin up to %" PRIu64 " of %" PRIu64
+				 ", node 3 has node %d's up to %" PRIu64 " of %" PRIu64, i + 1,
+				 in->origin_received, st[2].tail, i + 1, out3->origin_received,
+				 st[i].tail);
+	}
+	print_message("partition: node 3 cut off, each side wrote 5000 per node unseen by the "
+		      "other\n");
+	assert_ok(tc_cut(&c, 2, -1, false));
+	check_converged(&c, "partition healed", &out);
+	assert_true(out.multi_origin > 0);
+}
+
+/* ---- restart ---- */
+
+static void wait_progress(struct job *j, size_t at_least)
+{
+	for (int t = 0; t < TC_WAIT_S * 1000; t++) {
+		if (__atomic_load_n(&j->acked, __ATOMIC_ACQUIRE) >= at_least ||
+		    __atomic_load_n(&j->rc, __ATOMIC_RELAXED))
+			return;
+		pause_ms(1);
+	}
+	fail_msg("node %d: writer made no progress within %d s", j->node + 1, TC_WAIT_S);
+}
+
+static void test_restart(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct job jobs[NODES];
+	struct outcome out;
+
+	o.level = "durable";
+	create(&c, &o, "mprst");
+	start(&c);
+	/* Everyone writes at `durable` (k = 1), node 3 included. */
+	for (int i = 0; i < NODES; i++) {
+		job_init(&jobs[i], &c, i, 3000);
+		jobs[i].level = TDM_LEVEL_DURABLE;
+		jobs[i].shared_pct = 20;
+	}
+	jobs_run(jobs, NODES);
+	/* Nodes 1 and 2 keep writing; node 3 is killed and restarted meanwhile. */
+	for (int i = 0; i < 2; i++) {
+		job_init(&jobs[i], &c, i, 20000);
+		jobs[i].level = TDM_LEVEL_DURABLE;
+		jobs[i].shared_pct = 20;
+	}
+	jobs_start(jobs, 2);
+	wait_progress(&jobs[0], 2000);
+	tc_signal(&c, 2, SIGKILL);
+	wait_progress(&jobs[0], 8000);
+	wait_progress(&jobs[1], 8000);
+	print_message("restart: node 3 killed; nodes 1 and 2 wrote %zu and %zu more meanwhile\n",
+		      __atomic_load_n(&jobs[0].acked, __ATOMIC_ACQUIRE),
+		      __atomic_load_n(&jobs[1].acked, __ATOMIC_ACQUIRE));
+	assert_ok(tc_start(&c, 2, true));
+	jobs_join(jobs, 2);
+	/* The restarted node writes again. */
+	job_init(&jobs[2], &c, 2, 2000);
+	jobs[2].level = TDM_LEVEL_DURABLE;
+	jobs[2].shared_pct = 20;
+	jobs_run(&jobs[2], 1);
+	check_converged(&c, "restart", &out);
+	for (int i = 0; i < NODES; i++)
+		if (out.st[i].resyncs)
+			fail_msg("node %d: %" PRIu64 " full resyncs: the restarted node should have "
+				 "resumed every origin from its durable position", i + 1,
+				 out.st[i].resyncs);
+}
+
+/* ---- delete ---- */
+
+#define DKEYS 2000
+
+/* Node 1 deletes every key, node 2 puts every key, node 3 deletes the even ones and puts the
+ * odd ones, backwards. */
+static void pick_delput(struct job *j, uint32_t k, char *key, uint8_t *klen, bool *del)
+{
+	uint32_t idx = j->node == 2 ? DKEYS - 1 - k : k;
+
+	*klen = (uint8_t)snprintf(key, KEY_CAP, "d%05u", idx);
+	*del = j->node == 0 || (j->node == 2 && idx % 2 == 0);
+}
+
+static void pick_fill(struct job *j, uint32_t k, char *key, uint8_t *klen, bool *del)
+{
+	(void)j;
+	*klen = (uint8_t)snprintf(key, KEY_CAP, "d%05u", k);
+	*del = false;
+}
+
+static void pick_tick(struct job *j, uint32_t k, char *key, uint8_t *klen, bool *del)
+{
+	*klen = (uint8_t)snprintf(key, KEY_CAP, "tick%d", j->node + 1);
+	*del = false;
+}
+
+/* Have every node purged its tombstones (and at least `want` in all)? */
+static bool purged(struct tc_cluster *c, size_t want, struct tdm_status *st)
+{
+	for (int i = 0; i < NODES; i++)
+		if (tc_status(c, i, &st[i]) != 0 || st[i].tombstones != 0 ||
+		    st[i].tombstones_purged < want)
+			return false;
+	return true;
+}
+
+static void test_delete(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct tdm_status st[NODES];
+	struct job jobs[NODES];
+	struct outcome out;
+	int t, ticks = 0;
+
+	create(&c, &o, "mpdel");
+	start(&c);
+	job_init(&jobs[0], &c, 0, DKEYS);
+	jobs[0].pick = pick_fill;
+	jobs_run(jobs, 1);
+	assert_ok(tc_wait_quiescent(&c));
+	for (int i = 0; i < NODES; i++) {
+		job_init(&jobs[i], &c, i, DKEYS);
+		jobs[i].pick = pick_delput;
+	}
+	jobs_run(jobs, NODES);
+	check_converged(&c, "delete vs put", &out);
+	assert_true(out.deleted > 0 && out.live > 0);
+	for (int i = 0; i < NODES; i++) {
+		print_message("node %d: %" PRIu64 " tombstones, %" PRIu64 " purged (purge_hlc %" PRIx64
+			      ")\n", i + 1, out.st[i].tombstones, out.st[i].tombstones_purged,
+			      out.st[i].purge_hlc);
+		if (out.st[i].tombstones + out.st[i].tombstones_purged < out.deleted)
+			fail_msg("node %d: %" PRIu64 " tombstones + %" PRIu64 " purged, but %zu keys "
+				 "end deleted", i + 1, out.st[i].tombstones,
+				 out.st[i].tombstones_purged, out.deleted);
+	}
+	/* Purging needs every origin to pass the tombstones: wait a while as is, then write a
+	 * key per node every 100 ms so every origin moves on. */
+	for (t = 0; t < TC_WAIT_S * 10 && !purged(&c, out.deleted, st); t++) {
+		if (t >= 30) {
+			for (int i = 0; i < NODES; i++) {
+				job_init(&jobs[i], &c, i, 1);
+				jobs[i].pick = pick_tick;
+			}
+			jobs_run(jobs, NODES);
+			ticks++;
+		}
+		pause_ms(100);
+	}
+	if (!purged(&c, out.deleted, st)) {
+		for (int i = 0; i < NODES; i++)
+			tc_print_status(&c, i);
+		fail_msg("tombstones not purged within %d s (%d rounds of writes on every node)",
+			 TC_WAIT_S, ticks);
+	}
+	print_message("tombstones purged on every node (%" PRIu64 ", %" PRIu64 ", %" PRIu64
+		      ")%s\n", st[0].tombstones_purged, st[1].tombstones_purged,
+		      st[2].tombstones_purged, ticks ? " after more writes" : " without more writes");
+	check_converged(&c, "after the purge", &out);
+}
+
+/* ---- clock ---- */
+
+static void test_clock(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct outcome out;
+
+	o.max_clock_offset_ms = 500;
+	create(&c, &o, "mpclock");
+	tc_config_append(&c, 2, "[faults]\nclock_skew_ms = 2000");
+	start(&c);
+	write_all(&c, 2000, 20);
+	check_converged(&c, "clock skew", &out);
+	for (int i = 0; i < 2; i++) {
+		const struct tdm_peer_status *r = tc_peer_row(&out.st[i], &c, 2);
+
+		assert_non_null(r);
+		print_message("node %d: node 3's records refused %" PRIu64 " times (%" PRIu64
+			      " in all), its clock offset %.3f s\n", i + 1, r->clock_refused,
+			      out.st[i].clock_refused, (double)r->clock_offset_ns / 1e9);
+		assert_true(r->clock_refused > 0);
+		assert_true(out.st[i].clock_refused >= r->clock_refused);
+	}
+	for (int j = 0; j < 2; j++) {
+		const struct tdm_peer_status *r = tc_peer_row(&out.st[2], &c, j);
+
+		assert_non_null(r);
+		assert_int_equal(r->clock_refused, 0); /* stamped behind its clock: never refused */
+	}
+}
+
+/* ---- majority ---- */
+
+/* Offer puts to node i until one returns want (bounded); the accepted ones are recorded. */
+static void put_until(struct tc_cluster *c, int i, int want, char *msg, size_t cap)
+{
+	struct tdm_node *h;
+	struct wlog *w = &issued[i];
+	int rc = -1;
+
+	assert_ok(tdm_node_attach(c->data[i], &h));
+	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+		struct wop op = { .seq = w->next_seq };
+		uint64_t end;
+
+		op.klen = (uint8_t)snprintf(op.key, KEY_CAP, "s%06u", 7u);
+		rc = write_one(h, &op, i, &end);
+		if (rc == 0) {
+			w->next_seq++;
+			wlog_add(w, &op);
+		}
+		if (rc == want)
+			break;
+		if (rc != 0 && rc != TDM_ERR_NOT_PRIMARY)
+			fail_msg("node %d: put: %d (%s): %s", i + 1, rc, tdm_strerror(rc),
+				 tdm_errmsg());
+		pause_ms(10);
+	}
+	snprintf(msg, cap, "%s", tdm_errmsg());
+	tdm_node_close(h);
+	if (rc != want)
+		fail_msg("node %d: puts still return %d, want %d, after %d s", i + 1, rc, want,
+			 TC_WAIT_S);
+}
+
+static void test_majority(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct job jobs[NODES];
+	struct tdm_status st;
+	struct outcome out;
+	struct tdm_node *h;
+	char msg[512];
+
+	o.write_mode = "majority";
+	create(&c, &o, "mpmaj");
+	start(&c);
+	write_all(&c, 500, 20);
+	assert_ok(tc_cut(&c, 2, -1, true));
+	put_until(&c, 2, TDM_ERR_NOT_PRIMARY, msg, sizeof(msg));
+	print_message("node 3 cut off from both peers refuses writes: %s\n", msg);
+	assert_non_null(strstr(msg, "majority"));
+	/* The majority side keeps taking writes, and they replicate between its two nodes. */
+	for (int i = 0; i < 2; i++) {
+		job_init(&jobs[i], &c, i, 500);
+		jobs[i].shared_pct = 20;
+		jobs[i].level = TDM_LEVEL_RECEIVED;
+	}
+	jobs_run(jobs, 2);
+	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+		assert_ok(tc_status(&c, 2, &st));
+		if (!st.writable)
+			break;
+		pause_ms(10);
+	}
+	assert_int_equal(st.writable, 0);
+	assert_ok(tdm_node_attach(c.data[2], &h));
+	{
+		uint64_t end;
+		assert_rc(tdm_put(h, "s000001", 7, "x", 1, &end), TDM_ERR_NOT_PRIMARY);
+	}
+	tdm_node_close(h);
+	assert_ok(tc_cut(&c, 2, -1, false));
+	put_until(&c, 2, 0, msg, sizeof(msg));
+	print_message("healed: node 3 takes writes again\n");
+	write_all(&c, 500, 20);
+	check_converged(&c, "majority", &out);
+	for (int i = 0; i < NODES; i++)
+		assert_int_equal(out.st[i].writable, 1);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_load, teardown),
+		cmocka_unit_test_teardown(test_partition, teardown),
+		cmocka_unit_test_teardown(test_restart, teardown),
+		cmocka_unit_test_teardown(test_delete, teardown),
+		cmocka_unit_test_teardown(test_clock, teardown),
+		cmocka_unit_test_teardown(test_majority, teardown),
+	};
+
+	if (argc < 3 || tdm_dp_backend_parse(argv[1], &backend) != 0) {
+		fprintf(stderr, "usage: test_multi udp|dpdk TANDEMD [test-name-filter]\n");
+		return 2;
+	}
+	tandemd = argv[2];
+#ifndef TDM_HAVE_DPDK
+	if (backend == TDM_DP_BACKEND_DPDK) {
+		fprintf(stderr, "this build has no DPDK: skipped\n");
+		return 77;
+	}
+#endif
+	if (argc > 3)
+		cmocka_set_test_filter(argv[3]);
+	return cmocka_run_group_tests_name(argv[1], tests, NULL, NULL);
+}
