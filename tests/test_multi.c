@@ -575,6 +575,9 @@ static size_t check_values_chunk(struct tc_cluster *c, int i, const struct table
 		memcpy(&code, out + off, 4);
 		memcpy(&vlen, out + off + 4, 4);
 		off += 8;
+		if (vlen > out_len - off)
+			fail_msg("node %d: get many: value of %u bytes past the answer's end", i + 1,
+				 vlen);
 		ok = e->del ? code == TDM_ERR_NOT_FOUND
 			    : code == 0 && vlen == e->vlen && !memcmp(out + off, e->val, vlen);
 		if (!ok && bad++ < 5)
@@ -582,7 +585,7 @@ static size_t check_values_chunk(struct tc_cluster *c, int i, const struct table
 				    PRIx64 " origin %u)\n", i + 1, e->klen, e->key, code,
 				    code ? 0 : (int)(vlen < 64 ? vlen : 64), (const char *)out + off,
 				    e->del ? "deleted" : "", e->vlen, e->val, e->hlc, e->origin);
-		off += code ? 0 : vlen;
+		off += vlen; /* 0 unless found */
 	}
 	return bad;
 }
