@@ -15,18 +15,12 @@
  *   majority    write_mode = majority: a node cut off from both peers refuses writes (the
  *               message says why) while the other two accept; after healing it accepts again
  *
- * Every case ends in check_converged: after quiescence the oracle is every node's own log on
- * disk (DATA_DIR/log holds exactly that node's origin): its PUT/DEL records must be exactly the
- * writes the node accepted, in order, with increasing hybrid-logical-clock stamps; merging them
- * by the greatest (hlc, origin) per key gives the expected state. Every node must hold exactly
- * that (each key read back with tdm_ctl_get_many, the digest and key count against a store
- * built from the expected state), and every node's copy of each peer's origin
- * (DATA_DIR/origin-<id>) must hold the same records at the same positions as that peer's log.
- * Values are "n<node id>-s<seq>", unique per write, so every winner is identifiable.
- * Nothing asserts a time; waits are bounded by TC_WAIT_S.
+ * Every case ends in tmulti_check_converged (tests/tmulti.c): after quiescence the expected
+ * state is merged from every node's own log on disk, which must hold exactly the writes the
+ * node accepted; every node must hold that state (digest, key count, every key's value), and
+ * every copy of every origin the origin's records at their positions. Nothing asserts a time;
+ * waits are bounded by TC_WAIT_S.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -37,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,33 +38,17 @@
 
 #include "tassert.h"
 #include "tcluster.h"
+#include "tmulti.h"
 
-#define NODES 3
-#define KEY_CAP 24
-#define VAL_CAP 24
+#define NODES TMULTI_NODES
+#define KEY_CAP TMULTI_KEY_CAP
+#define VAL_CAP TMULTI_VAL_CAP
 
 static const char *tandemd;
 static enum tdm_dp_backend backend;
 static struct tc_cluster *current; /* destroyed by teardown, also after a failed assertion */
 
-/* ---- What each node accepted ---- */
-
-/** One write a node accepted, in the order it accepted them. */
-struct wop {
-	char key[KEY_CAP];
-	uint8_t klen;
-	uint8_t del;
-	uint32_t seq;  /**< the value is "n<node id>-s<seq>" (deletes have none) */
-};
-
-/** The writes one node accepted (appended by its writer thread only). */
-struct wlog {
-	struct wop *v;
-	size_t n, cap;
-	uint32_t next_seq;  /**< the next write's seq: values stay unique across phases */
-};
-
-static struct wlog issued[NODES];
+static struct tmulti_wlog issued[NODES]; /* what each node accepted */
 
 static int teardown(void **state)
 {
@@ -97,11 +74,6 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint32_t value_of(int node, uint32_t seq, char *buf)
-{
-	return (uint32_t)snprintf(buf, VAL_CAP, "n%d-s%u", node + 1, seq);
 }
 
 /* ---- Writers: one thread per node ---- */
@@ -173,10 +145,10 @@ static void job_fail(struct job *j, int rc, const char *what)
 }
 
 /* One put or delete, retried while the ring is full (bounded). */
-static int write_one(struct tdm_node *h, const struct wop *op, int node, uint64_t *end)
+static int write_one(struct tdm_node *h, const struct tmulti_write *op, int node, uint64_t *end)
 {
 	char val[VAL_CAP];
-	uint32_t vlen = value_of(node, op->seq, val);
+	uint32_t vlen = tmulti_value(node, op->seq, val);
 	uint64_t deadline = 0;
 	int rc;
 
@@ -197,21 +169,10 @@ static int write_one(struct tdm_node *h, const struct wop *op, int node, uint64_
 	}
 }
 
-static void wlog_add(struct wlog *w, const struct wop *op)
-{
-	if (w->n == w->cap) {
-		w->cap = w->cap ? 2 * w->cap : 4096;
-		w->v = realloc(w->v, w->cap * sizeof(*w->v));
-		if (!w->v)
-			abort();
-	}
-	w->v[w->n++] = *op;
-}
-
 static void *job_run(void *arg)
 {
 	struct job *j = arg;
-	struct wlog *w = &issued[j->node];
+	struct tmulti_wlog *w = &issued[j->node];
 	pick_fn pick = j->pick ? j->pick : pick_mixed;
 	struct tdm_node *h;
 	uint64_t end = 0;
@@ -224,7 +185,7 @@ static void *job_run(void *arg)
 	for (uint32_t k = 0; k < j->count && !j->rc;) {
 		for (int f = 0; k < j->count && (f < j->window || j->level == TDM_LEVEL_MEMORY) &&
 				!j->rc; f++, k++) {
-			struct wop op = { .seq = w->next_seq };
+			struct tmulti_write op = { .seq = w->next_seq };
 			bool del;
 
 			pick(j, k, op.key, &op.klen, &del);
@@ -235,7 +196,7 @@ static void *job_run(void *arg)
 				break;
 			}
 			w->next_seq++;
-			wlog_add(w, &op);
+			tmulti_wlog_add(w, &op);
 			if (j->level == TDM_LEVEL_MEMORY)
 				__atomic_store_n(&j->acked, w->n, __ATOMIC_RELEASE);
 		}
@@ -286,422 +247,6 @@ static void write_all(struct tc_cluster *c, uint32_t count, int shared_pct)
 	jobs_run(jobs, NODES);
 }
 
-/* ---- The oracle: every origin's log on disk, merged last-writer-wins ---- */
-
-/** The greatest version of one key among every origin's records. */
-struct ent {
-	char key[KEY_CAP];
-	uint8_t klen, used, del;
-	uint8_t vlen;
-	char val[VAL_CAP];
-	uint16_t origin;
-	uint16_t origins;  /**< bit per origin that wrote the key */
-	uint64_t hlc;
-};
-
-struct table {
-	struct ent *e;
-	size_t cap, n;
-};
-
-static uint64_t key_hash(const void *key, uint32_t klen)
-{
-	const uint8_t *p = key;
-	uint64_t h = 1469598103934665603ull;
-
-	for (uint32_t i = 0; i < klen; i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	return h;
-}
-
-static struct ent *table_slot(struct table *t, const void *key, uint32_t klen)
-{
-	size_t i = (size_t)key_hash(key, klen) & (t->cap - 1);
-
-	while (t->e[i].used && (t->e[i].klen != klen || memcmp(t->e[i].key, key, klen)))
-		i = (i + 1) & (t->cap - 1);
-	return &t->e[i];
-}
-
-/** A record's (position, length, checksum): to compare copies of an origin with the original. */
-struct rsum {
-	uint64_t pos;
-	uint32_t len, crc;
-};
-
-struct rsums {
-	struct rsum *v;
-	size_t n, cap;
-	uint64_t end;  /**< where the log ends */
-};
-
-/* What one scan of an origin's own log found. */
-struct own_scan {
-	int node;
-	const struct wlog *w;
-	size_t k;              /* next accepted write expected */
-	uint64_t last_hlc;
-	size_t foreign, unordered, mismatched;
-	char first_bad[240];
-	struct table *t;
-	struct rsums *sums;
-};
-
-static void note_bad(struct own_scan *s, size_t *counter, const struct tdm_log_rec *rec,
-		     const char *what)
-{
-	if (!s->first_bad[0])
-		snprintf(s->first_bad, sizeof(s->first_bad), "record at %" PRIu64 " (origin %u, hlc "
-			 "%" PRIx64 ", key %.*s): %s", rec->hdr->position, rec->hdr->origin,
-			 rec->hdr->hlc, (int)(rec->hdr->key_len < KEY_CAP ? rec->hdr->key_len : 0),
-			 (const char *)rec->key, what);
-	(*counter)++;
-}
-
-/* Is rec the write w->v[k]? */
-static bool rec_is(const struct tdm_log_rec *rec, const struct wop *op, int node)
-{
-	char val[VAL_CAP];
-	uint32_t vlen = op->del ? 0 : value_of(node, op->seq, val);
-
-	return rec->hdr->type == (op->del ? TDM_LOG_REC_DEL : TDM_LOG_REC_PUT) &&
-	       rec->hdr->key_len == op->klen && !memcmp(rec->key, op->key, op->klen) &&
-	       rec->hdr->value_len == vlen && (!vlen || !memcmp(rec->value, val, vlen));
-}
-
-static void merge(struct table *t, const struct tdm_log_rec *rec)
-{
-	const struct tdm_log_rec_hdr *h = rec->hdr;
-	struct ent *e = table_slot(t, rec->key, h->key_len);
-
-	if (!e->used) {
-		memcpy(e->key, rec->key, h->key_len);
-		e->klen = (uint8_t)h->key_len;
-		e->used = 1;
-		t->n++;
-	} else if (h->hlc < e->hlc || (h->hlc == e->hlc && h->origin <= e->origin)) {
-		e->origins |= (uint16_t)(1u << (h->origin & 15));
-		return;
-	}
-	e->origins |= (uint16_t)(1u << (h->origin & 15));
-	e->hlc = h->hlc;
-	e->origin = h->origin;
-	e->del = h->type == TDM_LOG_REC_DEL;
-	e->vlen = (uint8_t)h->value_len;
-	memcpy(e->val, rec->value, h->value_len);
-}
-
-static int own_rec(void *ctx, const struct tdm_log_rec *rec)
-{
-	struct own_scan *s = ctx;
-	const struct tdm_log_rec_hdr *h = rec->hdr;
-	struct rsums *r = s->sums;
-
-	if (r->n == r->cap) {
-		r->cap = r->cap ? 2 * r->cap : 4096;
-		r->v = realloc(r->v, r->cap * sizeof(*r->v));
-		if (!r->v)
-			abort();
-	}
-	r->v[r->n++] = (struct rsum){ h->position, h->length, h->crc };
-	if (h->type != TDM_LOG_REC_PUT && h->type != TDM_LOG_REC_DEL)
-		return 0;
-	if (h->origin != s->node + 1) {
-		note_bad(s, &s->foreign, rec, "another origin's write in this node's own log");
-		return 0;
-	}
-	if (h->hlc <= s->last_hlc)
-		note_bad(s, &s->unordered, rec, "hlc not above the previous write's");
-	s->last_hlc = h->hlc;
-	if (h->key_len >= KEY_CAP || h->value_len >= VAL_CAP || s->k >= s->w->n ||
-	    !rec_is(rec, &s->w->v[s->k], s->node))
-		note_bad(s, &s->mismatched, rec, s->k >= s->w->n ? "a write nobody issued" :
-			 "not the write the node accepted next");
-	else
-		merge(s->t, rec);
-	s->k++;
-	return 0;
-}
-
-static void scan_own(struct tc_cluster *c, int i, struct table *t, struct rsums *sums)
-{
-	struct own_scan s = { .node = i, .w = &issued[i], .t = t, .sums = sums };
-	struct tdm_log_scan_report rep;
-	char dir[400];
-	int rc;
-
-	snprintf(dir, sizeof(dir), "%s/log", c->data[i]);
-	rc = tdm_log_scan(dir, c->o.cluster_id, 0, own_rec, &s, &rep);
-	if (rc)
-		fail_msg("node %d: scanning its log %s: %d: %s", i + 1, dir, rc, rep.error_text);
-	sums->end = rep.end;
-	if (s.foreign || s.unordered || s.mismatched)
-		fail_msg("node %d's log: %zu foreign, %zu out of hlc order, %zu not as accepted; "
-			 "first: %s", i + 1, s.foreign, s.unordered, s.mismatched, s.first_bad);
-	if (s.k != s.w->n)
-		fail_msg("node %d accepted %zu writes, its log holds %zu", i + 1, s.w->n, s.k);
-	if (rep.start != 0)
-		fail_msg("node %d's log starts at %" PRIu64 ": its oldest writes are gone (segments "
-			 "too small for this test?)", i + 1, rep.start);
-}
-
-/* ---- Copies of origins ---- */
-
-struct copy_scan {
-	const struct rsums *own;
-	size_t matched, bad;
-	uint64_t first_bad;
-};
-
-static int copy_rec(void *ctx, const struct tdm_log_rec *rec)
-{
-	struct copy_scan *s = ctx;
-	const struct tdm_log_rec_hdr *h = rec->hdr;
-	size_t lo = 0, hi = s->own->n;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (s->own->v[mid].pos < h->position)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo < s->own->n && s->own->v[lo].pos == h->position && s->own->v[lo].len == h->length &&
-	    s->own->v[lo].crc == h->crc) {
-		s->matched++;
-	} else {
-		if (!s->bad)
-			s->first_bad = h->position;
-		s->bad++;
-	}
-	return 0;
-}
-
-/* DATA_DIR/origin-<id>, or the log directory inside it. */
-static void copy_dir(struct tc_cluster *c, int i, int j, char *dir, size_t cap)
-{
-	struct stat st;
-
-	snprintf(dir, cap, "%s/origin-%d/log", c->data[i], j + 1);
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-		snprintf(dir, cap, "%s/origin-%d", c->data[i], j + 1);
-}
-
-/* Node i's copy of node j's origin holds node j's records at their positions, up to its end. */
-static void check_copy(struct tc_cluster *c, int i, int j, const struct rsums *own)
-{
-	struct copy_scan s = { .own = own };
-	struct tdm_log_scan_report rep;
-	size_t want = 0;
-	char dir[400];
-	int rc;
-
-	copy_dir(c, i, j, dir, sizeof(dir));
-	rc = tdm_log_scan(dir, c->o.cluster_id, 0, copy_rec, &s, &rep);
-	if (rc)
-		fail_msg("node %d's copy of origin %d (%s): scan: %d: %s", i + 1, j + 1, dir, rc,
-			 rep.error_text);
-	for (size_t k = 0; k < own->n; k++)
-		want += own->v[k].pos >= rep.start;
-	if (s.bad || s.matched != want || rep.end != own->end)
-		fail_msg("node %d's copy of origin %d (%s) from %" PRIu64 " to %" PRIu64 ": %zu "
-			 "records match, %zu differ (first at %" PRIu64 "); the origin's log has %zu "
-			 "from there and ends at %" PRIu64, i + 1, j + 1, dir, rep.start, rep.end,
-			 s.matched, s.bad, s.first_bad, want, own->end);
-}
-
-/* Every running node's copy of every peer's origin is on its disk (origin_durable). */
-static void wait_copies_durable(struct tc_cluster *c)
-{
-	struct tdm_status st[NODES];
-
-	for (int t = 0; t < TC_WAIT_S * 100; t++) {
-		bool all = true;
-
-		for (int i = 0; all && i < NODES; i++)
-			all = tc_status(c, i, &st[i]) == 0;
-		for (int i = 0; all && i < NODES; i++)
-			for (int j = 0; all && j < NODES; j++) {
-				const struct tdm_peer_status *r = tc_peer_row(&st[i], c, j);
-				all = j == i || (r && r->origin_durable == st[j].tail);
-			}
-		if (all)
-			return;
-		pause_ms(10);
-	}
-	for (int i = 0; i < NODES; i++)
-		tc_print_status(c, i);
-	fail_msg("the copies of the origins did not become durable within %d s", TC_WAIT_S);
-}
-
-/* ---- Checking the nodes against the oracle ---- */
-
-#define MANY 4096 /* keys per get-many request */
-
-/* Compare the values of t->e[from..to) (the used ones) on node i; count what differs. */
-static size_t check_values_chunk(struct tc_cluster *c, int i, const struct table *t, size_t *at,
-				 uint8_t *kbuf, uint8_t *out, uint32_t cap)
-{
-	const struct ent *which[MANY];
-	uint32_t len = 0, out_len = 0, off = 0;
-	size_t n = 0, bad = 0;
-	int rc;
-
-	for (; *at < t->cap && n < MANY; (*at)++) {
-		const struct ent *e = &t->e[*at];
-		uint16_t kl = e->klen;
-
-		if (!e->used)
-			continue;
-		memcpy(kbuf + len, &kl, 2);
-		memcpy(kbuf + len + 2, e->key, kl);
-		len += 2u + kl;
-		which[n++] = e;
-	}
-	if (!n)
-		return 0;
-	rc = tdm_ctl_get_many(c->data[i], kbuf, len, out, cap, &out_len);
-	if (rc)
-		fail_msg("node %d: get many: %d: %s", i + 1, rc, tdm_errmsg());
-	for (size_t k = 0; k < n; k++) {
-		const struct ent *e = which[k];
-		int32_t code;
-		uint32_t vlen;
-		bool ok;
-
-		if (off + 8 > out_len)
-			fail_msg("node %d: get many answer cut short at key %zu of %zu", i + 1, k, n);
-		memcpy(&code, out + off, 4);
-		memcpy(&vlen, out + off + 4, 4);
-		off += 8;
-		if (vlen > out_len - off)
-			fail_msg("node %d: get many: value of %u bytes past the answer's end", i + 1,
-				 vlen);
-		ok = e->del ? code == TDM_ERR_NOT_FOUND
-			    : code == 0 && vlen == e->vlen && !memcmp(out + off, e->val, vlen);
-		if (!ok && bad++ < 5)
-			print_error("node %d: key %.*s: got %d \"%.*s\", want %s \"%.*s\" (hlc %"
-				    PRIx64 " origin %u)\n", i + 1, e->klen, e->key, code,
-				    code ? 0 : (int)(vlen < 64 ? vlen : 64), (const char *)out + off,
-				    e->del ? "deleted" : "", e->vlen, e->val, e->hlc, e->origin);
-		off += vlen; /* 0 unless found */
-	}
-	return bad;
-}
-
-static void check_values(struct tc_cluster *c, int i, const struct table *t)
-{
-	uint32_t cap = 1u << 20;
-	uint8_t *kbuf = malloc((size_t)MANY * (KEY_CAP + 2)), *out = malloc(cap);
-	size_t at = 0, bad = 0;
-
-	assert_non_null(kbuf);
-	assert_non_null(out);
-	while (at < t->cap)
-		bad += check_values_chunk(c, i, t, &at, kbuf, out, cap);
-	free(kbuf);
-	free(out);
-	if (bad)
-		fail_msg("node %d: %zu of %zu keys differ from the greatest (hlc, origin) write", i + 1,
-			 bad, t->n);
-}
-
-/** What check_converged found, for the cases' own assertions. */
-struct outcome {
-	size_t keys;          /**< keys ever written */
-	size_t live;          /**< keys whose winner is a put */
-	size_t deleted;       /**< keys whose winner is a delete */
-	size_t multi_origin;  /**< keys written by more than one node */
-	uint64_t conflicts;   /**< conflicts_stale + conflicts_overwrites over all nodes */
-	struct tdm_status st[NODES];
-};
-
-/* Digest and count of the expected live contents, from a plain store. */
-static void expected_digest(const struct table *t, uint64_t *digest, uint64_t *count)
-{
-	struct tdm_store *s;
-
-	assert_ok(tdm_store_create(1, &s));
-	for (size_t k = 0; k < t->cap; k++) {
-		const struct ent *e = &t->e[k];
-
-		if (e->used && !e->del)
-			assert_ok(tdm_store_put(s, e->key, e->klen, e->val, e->vlen, e->hlc,
-						e->origin));
-	}
-	*digest = tdm_store_digest(s);
-	*count = tdm_store_count(s);
-	tdm_store_destroy(s);
-}
-
-static void summarize(const struct table *t, struct outcome *o)
-{
-	for (size_t k = 0; k < t->cap; k++) {
-		const struct ent *e = &t->e[k];
-
-		if (!e->used)
-			continue;
-		o->keys++;
-		o->live += !e->del;
-		o->deleted += e->del;
-		o->multi_origin += (e->origins & (e->origins - 1)) != 0;
-	}
-}
-
-/*
- * After the last write: wait for quiescence, build the expected state from every node's own
- * log, and check every node against it (digest, key count, every key's value) and every copy
- * of every origin against the origin's log.
- */
-static void check_converged(struct tc_cluster *c, const char *label, struct outcome *o)
-{
-	struct table t = { .cap = 1u << 18 };
-	struct rsums sums[NODES];
-	uint64_t want_digest, want_keys;
-
-	memset(o, 0, sizeof(*o));
-	memset(sums, 0, sizeof(sums));
-	assert_ok(tc_wait_quiescent(c));
-	wait_copies_durable(c);
-	t.e = calloc(t.cap, sizeof(*t.e));
-	assert_non_null(t.e);
-	for (int i = 0; i < NODES; i++)
-		scan_own(c, i, &t, &sums[i]);
-	expected_digest(&t, &want_digest, &want_keys);
-	for (int i = 0; i < NODES; i++) {
-		uint64_t d, applied, keys;
-
-		assert_ok(tc_digest(c, i, &d, &applied, &keys));
-		if (d != want_digest || keys != want_keys)
-			fail_msg("node %d: digest %016" PRIx64 " with %" PRIu64 " keys, the oracle's "
-				 "%016" PRIx64 " with %" PRIu64 " keys", i + 1, d, keys, want_digest,
-				 want_keys);
-	}
-	for (int i = 0; i < NODES; i++)
-		check_values(c, i, &t);
-	for (int i = 0; i < NODES; i++)
-		for (int j = 0; j < NODES; j++)
-			if (j != i)
-				check_copy(c, i, j, &sums[j]);
-	summarize(&t, o);
-	for (int i = 0; i < NODES; i++) {
-		assert_ok(tc_status(c, i, &o->st[i]));
-		o->conflicts += o->st[i].conflicts_stale + o->st[i].conflicts_overwrites;
-	}
-	print_message("%s: %zu + %zu + %zu writes; %zu keys (%zu live, %zu deleted, %zu written by "
-		      "several nodes); digest %016" PRIx64 " on every node; conflicts (stale + "
-		      "overwrites) %" PRIu64 "/%" PRIu64 ", %" PRIu64 "/%" PRIu64 ", %" PRIu64 "/%"
-		      PRIu64 "\n", label, issued[0].n, issued[1].n, issued[2].n, o->keys, o->live,
-		      o->deleted, o->multi_origin, want_digest, o->st[0].conflicts_stale,
-		      o->st[0].conflicts_overwrites, o->st[1].conflicts_stale,
-		      o->st[1].conflicts_overwrites, o->st[2].conflicts_stale,
-		      o->st[2].conflicts_overwrites);
-	for (int i = 0; i < NODES; i++)
-		free(sums[i].v);
-	free(t.e);
-}
-
 /* ---- Clusters ---- */
 
 static struct tc_opts opts(void)
@@ -734,7 +279,7 @@ static void test_load(void **state)
 {
 	static struct tc_cluster c;
 	struct tc_opts o = opts();
-	struct outcome out;
+	struct tmulti_outcome out;
 	struct tdm_store_conflict_rec rec[8];
 	uint64_t t0;
 	int n = 0;
@@ -745,7 +290,7 @@ static void test_load(void **state)
 	write_all(&c, 100000, 10);
 	print_message("100000 operations on each of %d nodes issued in %.2f s\n", NODES,
 		      (double)(mono_ns() - t0) / 1e9);
-	check_converged(&c, "load", &out);
+	tmulti_check_converged(&c, issued, "load", &out);
 	assert_true(out.multi_origin > 0);
 	assert_true(out.conflicts > 0);
 	assert_ok(tdm_ctl_conflicts(c.data[0], rec, 8, &n));
@@ -793,7 +338,7 @@ static void test_partition(void **state)
 	static struct tc_cluster c;
 	struct tc_opts o = opts();
 	struct tdm_status st[NODES];
-	struct outcome out;
+	struct tmulti_outcome out;
 	uint64_t since;
 
 	create(&c, &o, "mppart");
@@ -819,7 +364,7 @@ static void test_partition(void **state)
 	print_message("partition: node 3 cut off, each side wrote 5000 per node unseen by the "
 		      "other\n");
 	assert_ok(tc_cut(&c, 2, -1, false));
-	check_converged(&c, "partition healed", &out);
+	tmulti_check_converged(&c, issued, "partition healed", &out);
 	assert_true(out.multi_origin > 0);
 }
 
@@ -841,7 +386,7 @@ static void test_restart(void **state)
 	static struct tc_cluster c;
 	struct tc_opts o = opts();
 	struct job jobs[NODES];
-	struct outcome out;
+	struct tmulti_outcome out;
 
 	o.level = "durable";
 	create(&c, &o, "mprst");
@@ -874,7 +419,7 @@ static void test_restart(void **state)
 	jobs[2].level = TDM_LEVEL_DURABLE;
 	jobs[2].shared_pct = 20;
 	jobs_run(&jobs[2], 1);
-	check_converged(&c, "restart", &out);
+	tmulti_check_converged(&c, issued, "restart", &out);
 	for (int i = 0; i < NODES; i++)
 		if (out.st[i].resyncs)
 			fail_msg("node %d: %" PRIu64 " full resyncs: the restarted node should have "
@@ -925,7 +470,7 @@ static void test_delete(void **state)
 	struct tc_opts o = opts();
 	struct tdm_status st[NODES];
 	struct job jobs[NODES];
-	struct outcome out;
+	struct tmulti_outcome out;
 	int t, ticks = 0;
 
 	create(&c, &o, "mpdel");
@@ -939,7 +484,7 @@ static void test_delete(void **state)
 		jobs[i].pick = pick_delput;
 	}
 	jobs_run(jobs, NODES);
-	check_converged(&c, "delete vs put", &out);
+	tmulti_check_converged(&c, issued, "delete vs put", &out);
 	assert_true(out.deleted > 0 && out.live > 0);
 	for (int i = 0; i < NODES; i++) {
 		print_message("node %d: %" PRIu64 " tombstones, %" PRIu64 " purged (purge_hlc %" PRIx64
@@ -972,7 +517,7 @@ static void test_delete(void **state)
 	print_message("tombstones purged on every node (%" PRIu64 ", %" PRIu64 ", %" PRIu64
 		      ")%s\n", st[0].tombstones_purged, st[1].tombstones_purged,
 		      st[2].tombstones_purged, ticks ? " after more writes" : " without more writes");
-	check_converged(&c, "after the purge", &out);
+	tmulti_check_converged(&c, issued, "after the purge", &out);
 }
 
 /* ---- clock ---- */
@@ -981,14 +526,14 @@ static void test_clock(void **state)
 {
 	static struct tc_cluster c;
 	struct tc_opts o = opts();
-	struct outcome out;
+	struct tmulti_outcome out;
 
 	o.max_clock_offset_ms = 500;
 	create(&c, &o, "mpclock");
 	tc_config_append(&c, 2, "[faults]\nclock_skew_ms = 2000");
 	start(&c);
 	write_all(&c, 2000, 20);
-	check_converged(&c, "clock skew", &out);
+	tmulti_check_converged(&c, issued, "clock skew", &out);
 	for (int i = 0; i < 2; i++) {
 		const struct tdm_peer_status *r = tc_peer_row(&out.st[i], &c, 2);
 
@@ -1013,19 +558,19 @@ static void test_clock(void **state)
 static void put_until(struct tc_cluster *c, int i, int want, char *msg, size_t cap)
 {
 	struct tdm_node *h;
-	struct wlog *w = &issued[i];
+	struct tmulti_wlog *w = &issued[i];
 	int rc = -1;
 
 	assert_ok(tdm_node_attach(c->data[i], &h));
 	for (int t = 0; t < TC_WAIT_S * 100; t++) {
-		struct wop op = { .seq = w->next_seq };
+		struct tmulti_write op = { .seq = w->next_seq };
 		uint64_t end;
 
 		op.klen = (uint8_t)snprintf(op.key, KEY_CAP, "s%06u", 7u);
 		rc = write_one(h, &op, i, &end);
 		if (rc == 0) {
 			w->next_seq++;
-			wlog_add(w, &op);
+			tmulti_wlog_add(w, &op);
 		}
 		if (rc == want)
 			break;
@@ -1047,7 +592,7 @@ static void test_majority(void **state)
 	struct tc_opts o = opts();
 	struct job jobs[NODES];
 	struct tdm_status st;
-	struct outcome out;
+	struct tmulti_outcome out;
 	struct tdm_node *h;
 	char msg[512];
 
@@ -1083,7 +628,7 @@ static void test_majority(void **state)
 	put_until(&c, 2, 0, msg, sizeof(msg));
 	print_message("healed: node 3 takes writes again\n");
 	write_all(&c, 500, 20);
-	check_converged(&c, "majority", &out);
+	tmulti_check_converged(&c, issued, "majority", &out);
 	for (int i = 0; i < NODES; i++)
 		assert_int_equal(out.st[i].writable, 1);
 }
