@@ -328,7 +328,7 @@ int main(int argc, char **argv)
 	if (run(w, NULL))
 		goto out;
 	print_rates("1. memory", w);
-	if (tc_wait_quiescent(&c) != 0)
+	if (tc_wait_quiescent(&c, NULL) != 0)
 		goto out;
 	for (int i = 0; i < NODES; i++)
 		all += w[i].done;
@@ -338,7 +338,7 @@ int main(int argc, char **argv)
 	if (run(w, NULL))
 		goto out;
 	print_rates("2. applied k=2, w256", w);
-	if (lag(&c, w, shared_pct, rate) != 0 || tc_wait_quiescent(&c) != 0)
+	if (lag(&c, w, shared_pct, rate) != 0 || tc_wait_quiescent(&c, NULL) != 0)
 		goto out;
 	conflicts(&c);
 	rc = 0;

@@ -470,45 +470,55 @@ void tc_print_status(struct tc_cluster *c, int i)
 	}
 }
 
-/* Node i (status st[i]) has everything of itself and of every running peer applied. */
-static bool mp_quiet(struct tc_cluster *c, int i, const struct tdm_status *st)
+/* Node i (status st[i]) has every origin applied and durable up to its tail in `tails`. */
+static bool mp_quiet(struct tc_cluster *c, int i, const struct tdm_status *st,
+		     const uint64_t *tails)
 {
 	const struct tdm_status *me = &st[i];
 
-	if (me->applied != me->tail || me->durable != me->tail)
+	if (me->applied < tails[i] || me->durable < tails[i])
 		return false;
 	for (int p = 0; p < c->n; p++) {
 		const struct tdm_peer_status *r = tc_peer_row(me, c, p);
 
 		if (p == i || c->pid[p] <= 0)
 			continue;
-		if (!r || r->origin_sent != st[p].tail || r->origin_applied != st[p].tail ||
-		    r->applied != me->tail)
+		if (!r || r->origin_applied < tails[p] || r->origin_durable < tails[p] ||
+		    r->applied < tails[i])
 			return false;
 	}
 	return true;
 }
 
-int tc_wait_quiescent(struct tc_cluster *c)
+int tc_wait_quiescent(struct tc_cluster *c, uint64_t *tails)
 {
 	struct tdm_status st[TC_MAX_NODES];
+	uint64_t t[TC_MAX_NODES] = { 0 };
 	/* The status file is refreshed every 100 ms: use statuses published after this call
 	 * began (so after the caller's last write). */
 	uint64_t since = realtime_ns();
+	bool have = false;
 
-	for (int t = 0; t < TC_WAIT_S * 100; t++) {
+	for (int k = 0; k < TC_WAIT_S * 100; k++) {
 		bool all = true;
 
 		for (int i = 0; all && i < c->n; i++)
 			all = c->pid[i] <= 0 ||
 			      (tc_status(c, i, &st[i]) == 0 && st[i].updated_ns > since);
+		for (int i = 0; all && !have && i < c->n; i++)
+			t[i] = c->pid[i] > 0 ? st[i].tail : 0;
+		have = have || all;
 		for (int i = 0; all && i < c->n; i++)
-			all = c->pid[i] <= 0 || mp_quiet(c, i, st);
-		if (all)
+			all = c->pid[i] <= 0 || mp_quiet(c, i, st, t);
+		if (all) {
+			if (tails)
+				memcpy(tails, t, sizeof(t[0]) * (size_t)c->n);
 			return 0;
+		}
 		pause_ms(10);
 	}
-	fprintf(stderr, "the nodes did not become quiescent within %d s\n", TC_WAIT_S);
+	fprintf(stderr, "the nodes did not become quiescent within %d s (tails %" PRIu64 " %" PRIu64
+		" %" PRIu64 "...)\n", TC_WAIT_S, t[0], t[1], t[2]);
 	for (int i = 0; i < c->n; i++)
 		tc_print_status(c, i);
 	tc_print_logs(c);
@@ -521,7 +531,7 @@ int tc_wait_caught_up(struct tc_cluster *c)
 	uint64_t since;
 
 	if (c->o.multi_primary)
-		return tc_wait_quiescent(c);
+		return tc_wait_quiescent(c, NULL);
 	/* The status file is refreshed every 100 ms: use a tail published after this call began
 	 * (so after the caller's last write). */
 	since = realtime_ns();

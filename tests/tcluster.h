@@ -71,14 +71,16 @@ void tc_signal(struct tc_cluster *c, int i, int sig);
  *  tc_wait_quiescent). @return 0 or -1. */
 int tc_wait_caught_up(struct tc_cluster *c);
 /**
- * Multi-primary: wait until the running nodes are quiescent, as their status files published
- * after this call began say: on every node its own applied == durable == tail, and for every
- * running peer its copy of that peer's origin has origin_sent == origin_applied == the peer's
- * own tail (and the peer acknowledges our origin: its row's applied == our tail). Call it after
- * the last write. @return 0, or -1 after TC_WAIT_S (every node's status rows and stderr are
- * printed).
+ * Multi-primary: wait until the running nodes are quiescent. Positions only grow, and an idle
+ * node appends a NOOP every 200 ms (so its peers can purge tombstones), so tails are never
+ * still: quiescent means that, as status files published after this call began say, every node
+ * has its own origin, and its copy of every running peer's origin, applied and durable up to
+ * that origin's tail in the first such status of its node (so past every write made before the
+ * call), and every peer acknowledges our origin applied that far.
+ * @param tails out, may be NULL: those tails, per node index (0 for nodes not running)
+ * @return 0, or -1 after TC_WAIT_S (every node's status rows and stderr are printed).
  */
-int tc_wait_quiescent(struct tc_cluster *c);
+int tc_wait_quiescent(struct tc_cluster *c, uint64_t *tails);
 /** The row of node j (index) in node i's status, or NULL. */
 const struct tdm_peer_status *tc_peer_row(const struct tdm_status *st, const struct tc_cluster *c,
 					  int j);

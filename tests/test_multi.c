@@ -478,7 +478,7 @@ static void test_delete(void **state)
 	job_init(&jobs[0], &c, 0, DKEYS);
 	jobs[0].pick = pick_fill;
 	jobs_run(jobs, 1);
-	assert_ok(tc_wait_quiescent(&c));
+	assert_ok(tc_wait_quiescent(&c, NULL));
 	for (int i = 0; i < NODES; i++) {
 		job_init(&jobs[i], &c, i, DKEYS);
 		jobs[i].pick = pick_delput;

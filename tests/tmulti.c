@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include <cmocka.h>
 
@@ -30,12 +28,6 @@ void tmulti_wlog_add(struct tmulti_wlog *w, const struct tmulti_write *op)
 			abort();
 	}
 	w->v[w->n++] = *op;
-}
-
-static void pause_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
 }
 
 /* ---- The oracle: every origin's log on disk, merged last-writer-wins ---- */
@@ -79,6 +71,7 @@ static struct ent *table_slot(struct table *t, const void *key, uint32_t klen)
 struct rsum {
 	uint64_t pos;
 	uint32_t len, crc;
+	uint8_t type;
 };
 
 struct rsums {
@@ -155,7 +148,7 @@ static int own_rec(void *ctx, const struct tdm_log_rec *rec)
 		if (!r->v)
 			abort();
 	}
-	r->v[r->n++] = (struct rsum){ h->position, h->length, h->crc };
+	r->v[r->n++] = (struct rsum){ h->position, h->length, h->crc, h->type };
 	if (h->type != TDM_LOG_REC_PUT && h->type != TDM_LOG_REC_DEL)
 		return 0;
 	if (h->origin != s->node + 1) {
@@ -175,8 +168,8 @@ static int own_rec(void *ctx, const struct tdm_log_rec *rec)
 	return 0;
 }
 
-static void scan_own(struct tc_cluster *c, int i, const struct tmulti_wlog *w, struct table *t,
-		     struct rsums *sums)
+static void scan_own(struct tc_cluster *c, int i, const struct tmulti_wlog *w, uint64_t tail,
+		     struct table *t, struct rsums *sums)
 {
 	struct own_scan s = { .node = i, .w = w, .t = t, .sums = sums };
 	struct tdm_log_scan_report rep;
@@ -196,21 +189,28 @@ static void scan_own(struct tc_cluster *c, int i, const struct tmulti_wlog *w, s
 	if (rep.start != 0)
 		fail_msg("node %d's log starts at %" PRIu64 ": its oldest writes are gone (segments "
 			 "too small for this test?)", i + 1, rep.start);
+	if (rep.end < tail)
+		fail_msg("node %d's log on disk ends at %" PRIu64 ", before its durable tail %" PRIu64,
+			 i + 1, rep.end, tail);
 }
 
 /* ---- Copies of origins ---- */
 
 struct copy_scan {
 	const struct rsums *own;
-	size_t matched, bad;
+	uint64_t upto;         /* the origin's tail at quiescence */
+	size_t matched, bad;   /* records below upto identical to the origin's; others */
 	uint64_t first_bad;
 };
 
+/* Each record of a copy below upto must be the origin's record at that position; past it (the
+ * two logs were scanned at different times) either the origin's record or a NOOP tick. */
 static int copy_rec(void *ctx, const struct tdm_log_rec *rec)
 {
 	struct copy_scan *s = ctx;
 	const struct tdm_log_rec_hdr *h = rec->hdr;
 	size_t lo = 0, hi = s->own->n;
+	bool found, same;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
@@ -220,10 +220,11 @@ static int copy_rec(void *ctx, const struct tdm_log_rec *rec)
 		else
 			hi = mid;
 	}
-	if (lo < s->own->n && s->own->v[lo].pos == h->position && s->own->v[lo].len == h->length &&
-	    s->own->v[lo].crc == h->crc) {
+	found = lo < s->own->n && s->own->v[lo].pos == h->position;
+	same = found && s->own->v[lo].len == h->length && s->own->v[lo].crc == h->crc;
+	if (same && h->position < s->upto) {
 		s->matched++;
-	} else {
+	} else if (!same && (found || h->position < s->upto || h->type != TDM_LOG_REC_NOOP)) {
 		if (!s->bad)
 			s->first_bad = h->position;
 		s->bad++;
@@ -231,61 +232,30 @@ static int copy_rec(void *ctx, const struct tdm_log_rec *rec)
 	return 0;
 }
 
-/* DATA_DIR/origin-<id>, or the log directory inside it. */
-static void copy_dir(struct tc_cluster *c, int i, int j, char *dir, size_t cap)
+/* Node i's copy of node j's origin (DATA_DIR/origin-<id>) holds node j's records at their
+ * positions up to upto, node j's tail at quiescence. */
+static void check_copy(struct tc_cluster *c, int i, int j, const struct rsums *own,
+		       uint64_t upto)
 {
-	struct stat st;
-
-	snprintf(dir, cap, "%s/origin-%d/log", c->data[i], j + 1);
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-		snprintf(dir, cap, "%s/origin-%d", c->data[i], j + 1);
-}
-
-/* Node i's copy of node j's origin holds node j's records at their positions, up to its end. */
-static void check_copy(struct tc_cluster *c, int i, int j, const struct rsums *own)
-{
-	struct copy_scan s = { .own = own };
+	struct copy_scan s = { .own = own, .upto = upto };
 	struct tdm_log_scan_report rep;
 	size_t want = 0;
 	char dir[400];
 	int rc;
 
-	copy_dir(c, i, j, dir, sizeof(dir));
+	snprintf(dir, sizeof(dir), "%s/origin-%d", c->data[i], j + 1);
 	rc = tdm_log_scan(dir, c->o.cluster_id, 0, copy_rec, &s, &rep);
 	if (rc)
 		fail_msg("node %d's copy of origin %d (%s): scan: %d: %s", i + 1, j + 1, dir, rc,
 			 rep.error_text);
 	for (size_t k = 0; k < own->n; k++)
-		want += own->v[k].pos >= rep.start;
-	if (s.bad || s.matched != want || rep.end != own->end)
+		want += own->v[k].pos >= rep.start && own->v[k].pos < upto;
+	if (s.bad || s.matched != want || rep.end < upto)
 		fail_msg("node %d's copy of origin %d (%s) from %" PRIu64 " to %" PRIu64 ": %zu "
 			 "records match, %zu differ (first at %" PRIu64 "); the origin's log has %zu "
-			 "from there and ends at %" PRIu64, i + 1, j + 1, dir, rep.start, rep.end,
-			 s.matched, s.bad, s.first_bad, want, own->end);
-}
-
-/* Every running node's copy of every peer's origin is on its disk (origin_durable). */
-static void wait_copies_durable(struct tc_cluster *c)
-{
-	struct tdm_status st[TMULTI_NODES];
-
-	for (int t = 0; t < TC_WAIT_S * 100; t++) {
-		bool all = true;
-
-		for (int i = 0; all && i < TMULTI_NODES; i++)
-			all = tc_status(c, i, &st[i]) == 0;
-		for (int i = 0; all && i < TMULTI_NODES; i++)
-			for (int j = 0; all && j < TMULTI_NODES; j++) {
-				const struct tdm_peer_status *r = tc_peer_row(&st[i], c, j);
-				all = j == i || (r && r->origin_durable == st[j].tail);
-			}
-		if (all)
-			return;
-		pause_ms(10);
-	}
-	for (int i = 0; i < TMULTI_NODES; i++)
-		tc_print_status(c, i);
-	fail_msg("the copies of the origins did not become durable within %d s", TC_WAIT_S);
+			 "from there to its tail at quiescence, %" PRIu64 " (its log on disk ends at %"
+			 PRIu64 ")", i + 1, j + 1, dir, rep.start, rep.end, s.matched, s.bad,
+			 s.first_bad, want, upto, own->end);
 }
 
 /* ---- Checking the nodes against the oracle ---- */
@@ -398,16 +368,15 @@ void tmulti_check_converged(struct tc_cluster *c, const struct tmulti_wlog *issu
 {
 	struct table t = { .cap = 1u << 18 };
 	struct rsums sums[TMULTI_NODES];
-	uint64_t want_digest, want_keys;
+	uint64_t want_digest, want_keys, tails[TC_MAX_NODES];
 
 	memset(o, 0, sizeof(*o));
 	memset(sums, 0, sizeof(sums));
-	assert_ok(tc_wait_quiescent(c));
-	wait_copies_durable(c);
+	assert_ok(tc_wait_quiescent(c, tails));
 	t.e = calloc(t.cap, sizeof(*t.e));
 	assert_non_null(t.e);
 	for (int i = 0; i < TMULTI_NODES; i++)
-		scan_own(c, i, &issued[i], &t, &sums[i]);
+		scan_own(c, i, &issued[i], tails[i], &t, &sums[i]);
 	expected_digest(&t, &want_digest, &want_keys);
 	for (int i = 0; i < TMULTI_NODES; i++) {
 		uint64_t d, applied, keys;
@@ -423,7 +392,7 @@ void tmulti_check_converged(struct tc_cluster *c, const struct tmulti_wlog *issu
 	for (int i = 0; i < TMULTI_NODES; i++)
 		for (int j = 0; j < TMULTI_NODES; j++)
 			if (j != i)
-				check_copy(c, i, j, &sums[j]);
+				check_copy(c, i, j, &sums[j], tails[j]);
 	summarize(&t, o);
 	for (int i = 0; i < TMULTI_NODES; i++) {
 		assert_ok(tc_status(c, i, &o->st[i]));
