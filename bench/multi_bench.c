@@ -242,20 +242,20 @@ static void print_rates(const char *label, const struct writer *w)
 static void conflicts(struct tc_cluster *c)
 {
 	struct tdm_status st;
-	uint64_t shared = shared_writes, meet = 0, stale = 0;
+	uint64_t meet = 0;
 
-	printf("conflicts per node (overwrites + stale in window / all stale):");
+	printf("conflicts per node, overwrites / stale drops (within the window):");
 	for (int i = 0; i < NODES; i++) {
 		if (tc_status(c, i, &st) != 0)
 			continue;
-		printf(" %" PRIu64 " / %" PRIu64, st.conflicts_overwrites +
-		       st.conflicts_stale_in_window, st.conflicts_stale);
+		printf("  %" PRIu64 " / %" PRIu64 " (%" PRIu64 ")", st.conflicts_overwrites,
+		       st.conflicts_stale, st.conflicts_stale_in_window);
 		meet += st.conflicts_overwrites + st.conflicts_stale_in_window;
-		stale += st.conflicts_stale;
 	}
-	printf("\nconflict rate: %.2f%% of %" PRIu64 " shared writes (%.1f%% counting every stale "
-	       "drop)\n", shared ? 100.0 * (double)meet / NODES / (double)shared : 0.0, shared,
-	       shared ? 100.0 * (double)stale / NODES / (double)shared : 0.0);
+	printf("\nconflict rate: %.1f%% of %" PRIu64 " shared writes met a close write of another "
+	       "node (overwrites + stale within the window, per node)\n",
+	       shared_writes ? 100.0 * (double)meet / NODES / (double)shared_writes : 0.0,
+	       shared_writes);
 }
 
 static int lag(struct tc_cluster *c, struct writer *w, int shared_pct, uint64_t rate)
