@@ -8,6 +8,8 @@
  *   partition   one node cut off while all three keep writing (shared keys too), then healed
  *   restart     a node that wrote is killed (-9) while the others write at `durable`, then
  *               restarted: it resumes every origin's stream (no full resync), writes again
+ *   crash       a node killed (-9) while it writes: its writes acknowledged at `local` survive,
+ *               the ones in flight may go, and every node converges to what its log holds
  *   delete      deletes against concurrent puts of the same keys from the other nodes;
  *               tombstones are counted, then purged once every origin has passed them
  *   clock       one node's clock 2 s ahead (max offset 500 ms): its records are refused (counted
@@ -427,6 +429,41 @@ static void test_restart(void **state)
 				 out.st[i].resyncs);
 }
 
+/* ---- crash ---- */
+
+static void test_crash(void **state)
+{
+	static struct tc_cluster c;
+	struct tc_opts o = opts();
+	struct job jobs[NODES];
+	struct tmulti_outcome out;
+
+	o.level = "local";
+	create(&c, &o, "mpcrash");
+	start(&c);
+	/* Every node writes, acknowledged when on its own disk; node 3 is killed mid-stream. */
+	for (int i = 0; i < NODES; i++) {
+		job_init(&jobs[i], &c, i, 30000);
+		jobs[i].level = TDM_LEVEL_LOCAL;
+		jobs[i].shared_pct = 20;
+	}
+	jobs_start(jobs, NODES);
+	wait_progress(&jobs[2], 5000);
+	tc_signal(&c, 2, SIGKILL);
+	pthread_join(jobs[2].th, NULL);
+	print_message("crash: node 3 killed after %zu acknowledged of %zu accepted writes (its "
+		      "writer: %s)\n", jobs[2].acked, issued[2].n, jobs[2].rc ? jobs[2].err : "done");
+	issued[2].lost_from = jobs[2].acked;
+	issued[2].lost_to = issued[2].n;
+	jobs_join(jobs, 2);
+	assert_ok(tc_start(&c, 2, true));
+	job_init(&jobs[2], &c, 2, 2000);
+	jobs[2].level = TDM_LEVEL_LOCAL;
+	jobs[2].shared_pct = 20;
+	jobs_run(&jobs[2], 1);
+	tmulti_check_converged(&c, issued, "crash", &out);
+}
+
 /* ---- delete ---- */
 
 #define DKEYS 2000
@@ -639,6 +676,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_load, teardown),
 		cmocka_unit_test_teardown(test_partition, teardown),
 		cmocka_unit_test_teardown(test_restart, teardown),
+		cmocka_unit_test_teardown(test_crash, teardown),
 		cmocka_unit_test_teardown(test_delete, teardown),
 		cmocka_unit_test_teardown(test_clock, teardown),
 		cmocka_unit_test_teardown(test_majority, teardown),

@@ -35,6 +35,9 @@ struct tmulti_wlog {
 	struct tmulti_write *v;
 	size_t n, cap;
 	uint32_t next_seq;  /**< the next write's seq: values stay unique across phases */
+	size_t lost_from, lost_to; /**< writes [lost_from, lost_to) were accepted but not
+	                                acknowledged when the node was killed: its log may hold
+	                                only a prefix of them (then the writes after them) */
 };
 
 /** Write the value of write `seq` of node index `node` into buf (TMULTI_VAL_CAP bytes).
