@@ -433,6 +433,7 @@ static void test_restart(void **state)
 	jobs_init(jobs, &c, 2, 3, 2000, TDM_LEVEL_DURABLE);
 	jobs_run(&jobs[2], 1);
 	tmulti_check_converged(&c, issued, "restart", &out);
+	assert_true(tc_log_has(&c, 2, "resuming from there")); /* where its copies ended */
 	for (int i = 0; i < NODES; i++)
 		if (out.st[i].resyncs)
 			fail_msg("node %d: %" PRIu64 " full resyncs: the restarted node should have "
