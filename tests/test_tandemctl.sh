@@ -1,7 +1,8 @@
 #!/bin/bash
 # End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c), and of the command-line
-# errors of `tandemctl status|get|digest` (tools/ctl_node.c) and `tandemctl switchover|promote|
-# cut|heal` (tools/ctl_failover.c) when no node runs.
+# errors of `tandemctl status|get|digest` (tools/ctl_node.c), `tandemctl switchover|promote|
+# cut|heal` (tools/ctl_failover.c) and `tandemctl conflicts` (tools/ctl_conflicts.c) when no
+# node runs.
 #
 #   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
 #
@@ -553,11 +554,37 @@ expect_rc "heal 3, no node: exit 1" 1
 expect_in "heal 3, no node: says so" "$ERR" "tandemctl heal: no node is running in $TMP/empty"
 expect_eq "heal 3, no node: nothing on stdout" "" "$(cat "$OUT")"
 
+# ---- conflicts without a running node ----
+
+run "$CTL" conflicts
+expect_rc "conflicts without --dir or --config: exit 2" 2
+expect_in "conflicts without --dir: says what is missing" "$ERR" \
+	"missing --dir DATA_DIR or --config FILE"
+run "$CTL" conflicts --dir "$TMP/empty" -n 0
+expect_rc "conflicts -n 0: exit 2" 2
+expect_in "conflicts -n 0: says the range" "$ERR" "--limit: give 1..4096"
+run "$CTL" conflicts --dir "$TMP/empty" --limit 4097
+expect_rc "conflicts --limit 4097: exit 2" 2
+expect_in "conflicts --limit 4097: says the range" "$ERR" "--limit: give 1..4096"
+run "$CTL" conflicts --dir "$TMP/empty" -n five
+expect_rc "conflicts -n five: exit 2" 2
+expect_in "conflicts -n five: names the value" "$ERR" "'five' is not a number"
+run "$CTL" conflicts --dir "$TMP/empty" k1
+expect_rc "conflicts with an argument: exit 2" 2
+expect_in "conflicts with an argument: names it" "$ERR" "unexpected argument 'k1'"
+run "$CTL" conflicts --dir "$TMP/empty"
+expect_rc "conflicts, no node: exit 1" 1
+expect_in "conflicts, no node: says so" "$ERR" "tandemctl conflicts: no node is running in $TMP/empty"
+run "$CTL" conflicts --json -n 5 --config "$TMP/node.ini"
+expect_rc "conflicts --json --config, no node: exit 1" 1
+expect_eq "conflicts --json, no node: nothing on stdout" "" "$(cat "$OUT")"
+
 # ---- Help ----
 
 for args in "--help" "log --help" "log verify --help" "log dump --help" "log help dump" "help log" \
 	"status --help" "get --help" "digest --help" "help status" "switchover --help" \
-	"promote --help" "cut --help" "heal --help" "help switchover"; do
+	"promote --help" "cut --help" "heal --help" "help switchover" "conflicts --help" \
+	"help conflicts"; do
 	# shellcheck disable=SC2086 # split the words on purpose
 	run "$CTL" $args
 	expect_rc "tandemctl $args: exit 0" 0
