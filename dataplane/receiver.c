@@ -27,6 +27,10 @@ struct tdm_dp_receiver {
 	uint64_t last_nak_pos;
 	bool status_due;
 	bool nak_due;
+	bool refusing;              /**< the log or consumer refused a record: the window shrinks
+	                                 to that record (at least a frame), so each retry resends
+	                                 it alone, not the whole window */
+	uint32_t refused_span;      /**< bytes of what was refused */
 	uint8_t *frag_buf;          /**< reassembly of one large record at `expected` */
 	uint32_t frag_have;         /**< bytes joined so far */
 	uint32_t frag_span;         /**< the record's span (0: nothing being joined) */
@@ -61,9 +65,9 @@ static int check_config(struct tdm_dp *dp, const struct tdm_dp_receiver_config *
 {
 	if (tdm_dp_peer_index(&dp->cfg.transport, cfg->peer) < 0)
 		return TDM_ERR(-EINVAL, "receiver from node %u: not a configured peer", cfg->peer);
-	if (!cfg->on_record == !cfg->log)
-		return TDM_ERR(-EINVAL, "receiver from node %u: give either a consumer callback or "
-			       "a log, not both or neither", cfg->peer);
+	if (!cfg->on_record && !cfg->log)
+		return TDM_ERR(-EINVAL, "receiver from node %u: give a consumer callback or a log",
+			       cfg->peer);
 	if (cfg->from % TDM_LOG_REC_ALIGN)
 		return TDM_ERR(-EINVAL, "receiver from node %u: start position %llu is not a record "
 			       "boundary", cfg->peer, (unsigned long long)cfg->from);
@@ -178,9 +182,38 @@ static bool flush_run(struct tdm_dp_receiver *r, const uint8_t *p, uint32_t n, u
 	uint32_t off = 0;
 
 	if (r->cfg.log && n) {
+		uint32_t take = n, took = 0;
+
+		/* A filter sees each record first; the log takes those before one it refuses. */
+		for (uint32_t at = 0; r->cfg.on_record && at < n;) {
+			struct tdm_log_rec rec;
+
+			rec.hdr = (const struct tdm_log_rec_hdr *)(p + at);
+			rec.key = p + at + TDM_LOG_REC_HDR_SIZE;
+			rec.value = rec.key + rec.hdr->key_len;
+			if (r->cfg.on_record(r->cfg.ctx, &rec) != 0) {
+				take = at;
+				break;
+			}
+			at += tdm_dp_span_of(rec.hdr->length);
+			took++;
+		}
+		if (take < n) {
+			const struct tdm_log_rec_hdr *h = (const void *)(p + take);
+
+			r->st.refused++;
+			r->nak_due = r->refusing = true;
+			r->refused_span = tdm_dp_span_of(h->length);
+			if (take && tdm_log_append_at(r->cfg.log, r->expected, p, take) == 0) {
+				r->expected += take;
+				*recs += took;
+			}
+			return false;
+		}
 		if (tdm_log_append_at(r->cfg.log, r->expected, p, n) != 0) {
 			r->st.refused++; /* back-pressure: ask again soon */
-			r->nak_due = true;
+			r->nak_due = r->refusing = true;
+			r->refused_span = n;
 			return false;
 		}
 		off = n;
@@ -194,7 +227,8 @@ static bool flush_run(struct tdm_dp_receiver *r, const uint8_t *p, uint32_t n, u
 		rec.value = rec.key + rec.hdr->key_len;
 		if (r->cfg.on_record(r->cfg.ctx, &rec) != 0) {
 			r->st.refused++;
-			r->nak_due = true;
+			r->nak_due = r->refusing = true;
+			r->refused_span = tdm_dp_span_of(rec.hdr->length);
 			break;
 		}
 		off += tdm_dp_span_of(rec.hdr->length);
@@ -210,7 +244,8 @@ static bool deliver_pad(struct tdm_dp_receiver *r, uint64_t pad_pos, uint64_t sp
 		return false;
 	if (r->cfg.log && tdm_log_pad_at(r->cfg.log, pad_pos, span) != 0) {
 		r->st.refused++;
-		r->nak_due = true;
+		r->nak_due = r->refusing = true;
+		r->refused_span = (uint32_t)span;
 		return false;
 	}
 	r->expected += span;
@@ -223,6 +258,7 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 	const uint8_t *end = p + h->length, *run = NULL;
 	uint64_t pos = h->position, recs = 0, first = r->expected;
 	uint32_t run_len = 0, run_recs = 0;
+	bool refused = false; /* the log or a filter took only part: the NAK stays due */
 	int rc = 0;
 
 	while (p < end) {
@@ -234,8 +270,11 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 		} else if (pos != r->expected + run_len) {
 			break; /* straddles what we have: not a boundary of our stream */
 		} else if (is_pad) {
-			if (!flush_run(r, run, run_len, run_recs, &recs) ||
-			    !deliver_pad(r, pad_pos, span))
+			if (!flush_run(r, run, run_len, run_recs, &recs)) {
+				refused = true;
+				break;
+			}
+			if (!deliver_pad(r, pad_pos, span))
 				break;
 			run = NULL;
 			run_len = run_recs = 0;
@@ -253,7 +292,8 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 		p += n;
 		pos += span;
 	}
-	flush_run(r, run, run_len, run_recs, &recs);
+	if (!refused && !flush_run(r, run, run_len, run_recs, &recs))
+		refused = true;
 	if (r->expected == first) {
 		if (!rc)
 			r->st.duplicates++;
@@ -264,7 +304,7 @@ static int on_items(struct tdm_dp_receiver *r, const struct tdm_dp_hdr *h, const
 	r->st.bytes += r->expected - first;
 	r->st.records += recs;
 	r->status_due = true;
-	r->nak_due = false;
+	r->nak_due = r->refusing = refused;
 	return rc;
 }
 
@@ -284,7 +324,7 @@ static int frag_complete(struct tdm_dp_receiver *r)
 		r->st.records += recs;
 		r->st.bytes += span;
 		r->status_due = true;
-		r->nak_due = false;
+		r->nak_due = r->refusing = false;
 	}
 	return 0;
 }
@@ -373,6 +413,11 @@ static void send_status(struct tdm_dp_receiver *r)
 		.received = r->expected, .durable = r->st.durable, .applied = r->st.applied,
 		.window = r->cfg.window,
 	};
+
+	if (r->refusing) {
+		uint32_t w = r->refused_span > TDM_DP_MAX_MTU ? r->refused_span : TDM_DP_MAX_MTU;
+		sp.window = w < sp.window ? w : sp.window;
+	}
 	struct tdm_dp_buf *b = tdm_dp_frame_start(r->dp, r->cfg.peer, TDM_DP_STATUS,
 						  r->cfg.stream);
 

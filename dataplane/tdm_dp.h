@@ -400,7 +400,9 @@ struct tdm_dp_receiver_config {
 	                               log format allows */
 	uint64_t status_ns;       /**< resend STATUS at least this often while data flows, and
 	                               repeat a NAK no sooner than this; 0 = 50 us */
-	tdm_dp_on_record_fn on_record; /**< consumer, or NULL with log set */
+	tdm_dp_on_record_fn on_record; /**< consumer; with log set, a filter: it sees each
+	                                    record before the log takes it, and a refusal stops
+	                                    the run there (the rest is sent again) */
 	void *ctx;
 	struct tdm_log *log;      /**< log mode: records are appended at their own positions
 	                               (tdm_log_append_at), durable comes from the log's flusher */

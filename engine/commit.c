@@ -18,6 +18,10 @@ static int not_primary(const struct tdm_node *n)
 	uint16_t p = __atomic_load_n(&s->primary_id, __ATOMIC_ACQUIRE);
 	uint8_t role = __atomic_load_n(&s->role, __ATOMIC_ACQUIRE);
 
+	if (s->mode == TDM_MODE_MULTI_PRIMARY)
+		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u refuses writes: %.120s; write to a "
+			       "node that reaches the majority, or retry once this one does "
+			       "(tandemctl status)", s->node_id, s->why_not_writable);
 	if (role == TDM_ROLE_PRIMARY)
 		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u refuses writes: %.120s; retry, or "
 			       "write to the new primary once one is elected (tandemctl status)",
@@ -32,11 +36,17 @@ static int not_primary(const struct tdm_node *n)
 static int append(struct tdm_node *n, uint8_t type, const void *key, uint32_t klen,
 		  const void *val, uint32_t vlen, uint64_t *end)
 {
+	struct tdm_status_shm *s = n->shm;
 	struct tdm_log_entry e = {
 		.type = type, .origin = n->origin, .hlc = eng_wall_ns(),
 		.key = key, .key_len = klen, .value = val, .value_len = vlen,
 	};
 	int rc;
+
+	/* Multi-primary: the node's hybrid logical clock orders this write after everything the
+	 * node has seen (last-writer-wins compares these stamps). */
+	if (s->mode == TDM_MODE_MULTI_PRIMARY)
+		e.hlc = tdm_hlc_now(&s->hlc, e.hlc + s->clock_skew_ns);
 
 	if (n->shm->role != TDM_ROLE_PRIMARY)
 		return not_primary(n);

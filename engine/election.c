@@ -164,8 +164,9 @@ static void update_gate(struct tdm_node *n)
 		return;
 	}
 	if (!open && n->el.role == TDM_ROLE_PRIMARY)
-		snprintf(n->shm->why_not_writable, sizeof(n->shm->why_not_writable), "%s",
-			 n->el.handoff_to ? "switching over" : "fenced: it cannot reach a majority");
+		snprintf(n->shm->why_not_writable, sizeof(n->shm->why_not_writable), "%.119s",
+			 n->multi ? n->el.note : n->el.handoff_to ? "switching over"
+			 : "fenced: it cannot reach a majority");
 	tdm_log_set_writable(n->log, open);
 	publish_role(n);
 }
@@ -402,7 +403,7 @@ void eng_election_on_beat(struct tdm_node *n, uint16_t src, const struct eng_bea
 		return;
 	m->heard_ns = now;
 	m->beat = *b;
-	if (b->role != TDM_ROLE_PRIMARY)
+	if (b->role != TDM_ROLE_PRIMARY || n->multi) /* multi-primary: every node is one */
 		return;
 	if (b->epoch < e->epoch) {
 		e->stale_frames++; /* an old primary: our beats tell it about the newer epoch */
@@ -481,7 +482,7 @@ void eng_election_on_vote(struct tdm_node *n, uint16_t src, unsigned type,
 	struct eng_member *m = find_member(n, src);
 	uint64_t now = tdm_dp_now_ns();
 
-	if (!m)
+	if (!m || n->multi) /* multi-primary has no elections */
 		return;
 	if (type == TDM_DP_VOTE_REQUEST && v->kind == ENG_VOTE_REQUEST) {
 		if (v->epoch > e->seen_epoch)
@@ -535,6 +536,32 @@ static void check_lease(struct tdm_node *n, uint64_t now)
 	}
 }
 
+/* Multi-primary, write_mode = majority: refuse writes while this node and the peers it hears
+ * within the timeout are no majority of the cluster. */
+static void check_majority(struct tdm_node *n, uint64_t now)
+{
+	struct eng_election *e = &n->el;
+	int heard = 1;
+	bool fence;
+
+	if (n->cfg.write_mode != TDM_WRITES_MAJORITY)
+		return;
+	for (int i = 0; i < e->n_members; i++)
+		heard += heard_within(&e->members[i], now, e->timeout_ns);
+	fence = heard < e->majority;
+	if (fence == e->fenced)
+		return;
+	e->fenced = fence;
+	if (fence)
+		set_note(n, "cut off from the majority: reaches %d of %d nodes (itself included) "
+			 "within %" PRIu64 " ms; write_mode = majority refuses writes", heard,
+			 e->voters, e->timeout_ns / MS);
+	else
+		set_note(n, "multi-primary: every node takes writes");
+	update_gate(n);
+	eng_log(n, "%s", fence ? e->note : "majority reachable again: taking writes");
+}
+
 static void check_handoff(struct tdm_node *n, uint64_t now)
 {
 	struct eng_election *e = &n->el;
@@ -574,6 +601,10 @@ int eng_election_do_work(struct tdm_node *n, uint64_t now)
 	if (now - e->last_beat_ns >= e->beat_ns) {
 		send_beats(n, now);
 		work++;
+	}
+	if (n->multi) {
+		check_majority(n, now);
+		return work;
 	}
 	switch (e->role) {
 	case TDM_ROLE_PRIMARY:
@@ -646,10 +677,12 @@ int eng_election_init(struct tdm_node *n)
 	if (n->cfg.role == TDM_ROLE_WITNESS) {
 		e->role = TDM_ROLE_WITNESS;
 		set_note(n, "witness: votes, keeps no data");
-	} else if (n->cfg.role == TDM_ROLE_PRIMARY && (fresh || !t)) {
-		/* A new cluster's first primary (or no failover: the configured primary). */
+	} else if (n->multi || (n->cfg.role == TDM_ROLE_PRIMARY && (fresh || !t))) {
+		/* A new cluster's first primary (or no failover: the configured primary). In
+		 * multi-primary every node writes its own origin from the start; beats only tell
+		 * who is reachable (write_mode = majority). */
 		if (fresh) {
-			uint32_t epoch = e->voted_epoch + 1;
+			uint32_t epoch = n->multi ? 1 : e->voted_epoch + 1;
 			rc = tdm_log_begin_epoch(n->log, epoch, eng_wall_ns());
 			if (rc)
 				return tdm_err_append(rc, "node %u: starting epoch %u", self_id(n),
@@ -662,7 +695,10 @@ int eng_election_init(struct tdm_node *n)
 		rc = eng_primary_init(n);
 		if (rc)
 			return rc;
-		set_note(n, "primary since epoch %u", e->epoch);
+		if (n->multi)
+			set_note(n, "multi-primary: every node takes writes");
+		else
+			set_note(n, "primary since epoch %u", e->epoch);
 	} else {
 		/* Everyone else starts as a replica; a restarted primary rejoins as one. */
 		e->role = TDM_ROLE_REPLICA;
@@ -674,7 +710,7 @@ int eng_election_init(struct tdm_node *n)
 		if (rc)
 			return rc;
 	}
-	if (e->role == TDM_ROLE_REPLICA && e->voters == 2 && t)
+	if (e->role == TDM_ROLE_REPLICA && e->voters == 2 && t && !n->multi)
 		set_note(n, "no failover: 2 voting members, a majority needs both; add a witness "
 			 "(tandemd --witness) to fail over");
 	update_gate(n);
@@ -689,6 +725,9 @@ int eng_switchover(struct tdm_node *n, uint16_t to)
 	struct eng_member *m = find_member(n, to);
 	struct eng_replica *r = eng_find_replica(n, to);
 
+	if (n->multi)
+		return TDM_ERR(-EINVAL, "node %u is multi-primary: every node takes writes, there is "
+			       "nothing to switch over", self_id(n));
 	if (e->role != TDM_ROLE_PRIMARY)
 		return TDM_ERR(TDM_ERR_NOT_PRIMARY, "node %u is not the primary (%s%u): run "
 			       "switchover on the primary", self_id(n),
@@ -716,6 +755,9 @@ int eng_promote(struct tdm_node *n, bool force)
 	struct eng_election *e = &n->el;
 	uint64_t now = tdm_dp_now_ns();
 
+	if (n->multi)
+		return TDM_ERR(-EINVAL, "node %u is multi-primary: every node takes writes, there is "
+			       "nobody to promote", self_id(n));
 	if (e->role == TDM_ROLE_PRIMARY)
 		return TDM_ERR(-EALREADY, "node %u is already the primary", self_id(n));
 	if (e->role == TDM_ROLE_WITNESS)

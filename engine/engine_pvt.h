@@ -59,9 +59,14 @@ struct tdm_status_shm {
 	char ctl_path[256];         /**< control socket */
 	uint32_t epoch;             /**< the epoch the node follows (engine writes) */
 	uint8_t fenced;             /**< primary cut off from a majority: writes refused */
-	uint8_t pad1[3];
+	uint8_t mode;               /**< enum tdm_mode */
+	uint8_t pad1[2];
 	char why_not_writable[120]; /**< fenced / switching over: why writes are refused */
-	uint8_t pad0[1024 - 496];
+	uint64_t clock_skew_ns;     /**< multi-primary: [faults] clock_skew_ms, for every writer */
+	uint8_t pad2[8];
+	struct tdm_hlc hlc;         /**< multi-primary: the node's clock; every writer stamps with
+	                                 it, the engine observes received records with it */
+	uint8_t pad0[1024 - 520];
 	struct tdm_status_slot quorum_pos[3]; /**< received, durable, applied (engine writes) */
 	struct tdm_status_slot alive_ns;      /**< engine's last round, CLOCK_MONOTONIC */
 	struct tdm_status_slot degraded;      /**< non-zero: writes do not wait for the quorum */
@@ -74,6 +79,7 @@ struct tdm_status_shm {
 };
 _Static_assert(offsetof(struct tdm_status_shm, quorum_pos) == 1024, "status layout");
 _Static_assert(offsetof(struct tdm_status_shm, ring_name) == 48, "status layout");
+_Static_assert(offsetof(struct tdm_status_shm, hlc) == 512, "status layout");
 
 /* CLOCK_REALTIME in nanoseconds: record timestamps (hlc) and the status file's update time. */
 static inline uint64_t eng_wall_ns(void)
@@ -265,6 +271,35 @@ struct eng_upstream {
 	char refused[160];
 };
 
+/*
+ * Multi-primary (multi.c): our copy of one peer's origin. Its records keep the peer's
+ * positions in DATA_DIR/origin-<id>/ (the receiver in log mode, with a filter that observes each
+ * record's timestamp and refuses those too far ahead); an apply of its own merges them into the
+ * store. The peer streams its own log to us on stream 0 once our HELLO says where our copy ends.
+ */
+struct eng_origin {
+	struct tdm_node *node;
+	uint16_t id;
+	enum tdm_peer_state state;      /**< CONNECTING, STREAMING, FAILED (refused) */
+	struct tdm_log *log;
+	struct tdm_dp_receiver *receiver;
+	struct tdm_apply *apply;
+	uint64_t hello_sent_ns;
+	uint64_t clock_refused;         /**< records refused for their timestamp */
+	uint64_t refused_logged;        /**< clock_refused when we last said so */
+	uint64_t refused_logged_ns;     /**< and when */
+	int64_t clock_offset_ns;        /**< newest record's hlc minus our clock at receipt */
+	uint64_t last_hlc, last_end;    /**< newest record taken: its hlc and where it ends */
+	char refused[160];              /**< the peer's reason (FAILED) */
+};
+
+/* Tombstone purge: every record of one log below `pos` is applied once apply reaches it, and
+ * then nothing of that origin older than `hlc` (less a slack) can still come. */
+struct eng_floor {
+	uint64_t pos, hlc;              /**< the checkpoint being waited for */
+	uint64_t floor;                 /**< hlc below which this origin is wholly applied */
+};
+
 struct eng_worker {
 	struct tdm_node *node;
 	int index;
@@ -284,7 +319,7 @@ struct tdm_node {
 	struct tdm_store *store;
 	struct tdm_apply *apply;
 	bool apply_threads;
-	struct tdm_dp_agent agents[4 + TDM_APPLY_MAX_WORKERS];
+	struct tdm_dp_agent agents[6 + TDM_APPLY_MAX_WORKERS];
 	struct eng_worker workers[TDM_APPLY_MAX_WORKERS];
 	int n_agents;
 	pthread_t thread;
@@ -308,6 +343,12 @@ struct tdm_node {
 	int n_replicas;
 	struct eng_upstream up;
 	struct eng_election el;
+	/* multi-primary */
+	bool multi;
+	struct eng_origin origins[TDM_MAX_PEERS];
+	int n_origins;
+	struct eng_floor own_floor, floors[TDM_MAX_PEERS];
+	uint64_t last_tick_ns, last_tick_tail, last_purge_ns, purge_hlc;
 	/* tail samples (engine thread) */
 	uint64_t *sample_pos, *sample_ns;
 	uint32_t sample_head, sample_count;
@@ -317,6 +358,9 @@ struct tdm_node {
 void eng_log(const struct tdm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* node.c */
+/* A log configuration of this node's sizes and ids, for dir and its ring shm_name. */
+void eng_log_config(const struct tdm_node *n, struct tdm_log_config *lc, const char *dir,
+		    const char *shm_name);
 int eng_open_log(struct tdm_node *n, uint64_t base);
 int eng_retain_snapshot(struct tdm_node *n);
 int eng_remove_log_dir(const char *dir);
@@ -366,6 +410,22 @@ int eng_replica_follow(struct tdm_node *n, uint16_t leader);
 int eng_history(const struct tdm_node *n, struct tdm_log_epoch_start **out);
 /* node.c: rebuild the store from the local snapshot and the log (after a truncation) */
 int eng_rebuild_store(struct tdm_node *n);
+
+/* multi.c: multi-primary (every node writes; it streams its origin through primary.c's
+ * replicas and receives every peer's origin into a copy of its own) */
+int eng_multi_open(struct tdm_node *n);
+void eng_multi_close(struct tdm_node *n);
+int eng_multi_do_work(struct tdm_node *n, uint64_t now);
+void eng_multi_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello *h);
+void eng_multi_status(struct tdm_node *n, struct tdm_status *st, uint64_t now);
+int eng_multi_flush(struct tdm_node *n);     /* the copies' flushers (an agent's step) */
+int eng_multi_apply(struct tdm_node *n);     /* the copies' applies (an agent's step) */
+uint64_t eng_multi_clock(const struct tdm_node *n); /* wall clock (+ skew) for the hlc */
+
+/* node.c: an apply of log from `from` into the node's store */
+int eng_apply_open(struct tdm_node *n, struct tdm_log *log, uint64_t from,
+		   struct tdm_apply **out);
+void eng_apply_close(struct tdm_node *n, struct tdm_apply **a);
 
 /* status.c: the engine's per-round publishing and the status interval */
 void eng_sample_tail(struct tdm_node *n, uint64_t tail, uint64_t now);

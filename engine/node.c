@@ -36,7 +36,8 @@ void eng_log(const struct tdm_node *n, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "%s.%03ld tandem node %u (%s): %s\n", when, ts.tv_nsec / 1000000,
-		n->cfg.node_id, tdm_role_name(n->el.role ? n->el.role : n->cfg.role), msg);
+		n->cfg.node_id, n->multi ? "multi-primary" :
+		tdm_role_name(n->el.role ? n->el.role : n->cfg.role), msg);
 }
 
 void eng_snapshot_path(const struct tdm_node *n, char *buf, size_t len)
@@ -85,22 +86,28 @@ static void ring_name(const struct tdm_node *n, char *buf, size_t len)
 	snprintf(buf, len, "tandem-%u-%08x", n->cfg.node_id, tdm_crc32c(0, p, strlen(p)));
 }
 
+void eng_log_config(const struct tdm_node *n, struct tdm_log_config *lc, const char *dir,
+		    const char *shm_name)
+{
+	tdm_log_config_defaults(lc);
+	lc->dir = dir;
+	lc->shm_name = shm_name;
+	lc->ring_size = n->cfg.ring_size;
+	lc->segment_size = n->cfg.segment_size;
+	lc->cluster_id = n->cfg.cluster_id;
+	lc->node_id = n->cfg.node_id;
+}
+
 int eng_open_log(struct tdm_node *n, uint64_t base)
 {
 	struct tdm_log_config lc;
 	char dir[400], name[64];
 	int rc;
 
-	tdm_log_config_defaults(&lc);
 	snprintf(dir, sizeof(dir), "%s/log", n->cfg.data_dir);
 	ring_name(n, name, sizeof(name));
-	lc.dir = dir;
-	lc.shm_name = name;
-	lc.ring_size = n->cfg.ring_size;
-	lc.segment_size = n->cfg.segment_size;
+	eng_log_config(n, &lc, dir, name);
 	lc.retention_cap = n->cfg.retention_cap;
-	lc.cluster_id = n->cfg.cluster_id;
-	lc.node_id = n->cfg.node_id;
 	lc.base = base;
 	lc.verify_all = false;
 	rc = tdm_log_open(&lc, &n->log);
@@ -161,40 +168,51 @@ int eng_remove_log_dir(const char *dir)
 
 /* ---- Apply ---- */
 
-int eng_start_apply(struct tdm_node *n, uint64_t from)
+int eng_apply_open(struct tdm_node *n, struct tdm_log *log, uint64_t from,
+		   struct tdm_apply **out)
 {
 	struct tdm_apply_config ac;
 	int rc;
 
 	tdm_apply_config_defaults(&ac);
-	ac.log = n->log;
+	ac.log = log;
 	ac.from = from;
 	ac.workers = n->cfg.apply_workers;
 	ac.batch = n->cfg.apply_batch;
 	tdm_store_sink(n->store, &ac.sink);
-	rc = tdm_apply_create(&ac, &n->apply);
+	rc = tdm_apply_create(&ac, out);
 	if (rc)
 		return tdm_err_append(rc, "starting apply at position %" PRIu64, from);
-	n->apply_threads = n->cfg.threads >= 2;
 	if (n->apply_threads) {
-		rc = tdm_apply_start_threads(n->apply, n->cfg.idle);
+		rc = tdm_apply_start_threads(*out, n->cfg.idle);
 		if (rc) {
-			tdm_apply_destroy(n->apply);
-			n->apply = NULL;
+			tdm_apply_destroy(*out);
+			*out = NULL;
 			return rc;
 		}
 	}
 	return 0;
 }
 
-void eng_stop_apply(struct tdm_node *n)
+void eng_apply_close(struct tdm_node *n, struct tdm_apply **a)
 {
-	if (!n->apply)
+	if (!*a)
 		return;
 	if (n->apply_threads)
-		tdm_apply_stop_threads(n->apply);
-	tdm_apply_destroy(n->apply);
-	n->apply = NULL;
+		tdm_apply_stop_threads(*a);
+	tdm_apply_destroy(*a);
+	*a = NULL;
+}
+
+int eng_start_apply(struct tdm_node *n, uint64_t from)
+{
+	n->apply_threads = n->cfg.threads >= 2;
+	return eng_apply_open(n, n->log, from, &n->apply);
+}
+
+void eng_stop_apply(struct tdm_node *n)
+{
+	eng_apply_close(n, &n->apply);
 }
 
 /* Apply everything dispatched so far (the dispatcher does not run meanwhile). */
@@ -256,6 +274,11 @@ int eng_rebuild_store(struct tdm_node *n)
 	rc = eng_retain_snapshot(n);
 	if (rc || n->snapshot_pos >= start)
 		return rc;
+	if (n->multi)
+		return TDM_ERR(TDM_ERR_TRIMMED, "node %u: its log starts at %" PRIu64 " (retention "
+			       "trimmed it) and multi-primary keeps no snapshot to rebuild the store "
+			       "from: set [log] retention_cap = 0, and start this node with an empty "
+			       "data_dir to copy the others again", n->cfg.node_id, start);
 	if (n->cfg.role == TDM_ROLE_REPLICA || n->cfg.failover_timeout_ms) {
 		eng_log(n, "log starts at %" PRIu64 " but the snapshot is at %" PRIu64 ": asking "
 			"the primary for a full resync", start, n->snapshot_pos);
@@ -300,12 +323,27 @@ static int worker_agent(void *ctx)
 	return n->apply && !n->apply_threads ? tdm_apply_worker_do_work(n->apply, w->index) : 0;
 }
 
+/* Multi-primary: the copies of the peers' origins, their flushers and applies. */
+static int origins_flush_agent(void *ctx)
+{
+	return eng_multi_flush(ctx);
+}
+
+static int origins_apply_agent(void *ctx)
+{
+	return eng_multi_apply(ctx);
+}
+
 static void init_agents(struct tdm_node *n)
 {
 	int k = 0;
 
 	n->agents[k++] = (struct tdm_dp_agent){ "dataplane", tdm_dp_agent_do_work, n->dp };
 	n->agents[k++] = (struct tdm_dp_agent){ "flusher", flusher_agent, n };
+	if (n->multi) {
+		n->agents[k++] = (struct tdm_dp_agent){ "origin-flushers", origins_flush_agent, n };
+		n->agents[k++] = (struct tdm_dp_agent){ "origin-apply", origins_apply_agent, n };
+	}
 	n->agents[k++] = (struct tdm_dp_agent){ "engine", engine_agent, n };
 	n->agents[k++] = (struct tdm_dp_agent){ "apply-dispatch", dispatch_agent, n };
 	for (int i = 0; i < n->cfg.apply_workers; i++) {
@@ -394,7 +432,9 @@ static int engine_agent(void *ctx)
 	int work;
 
 	work = eng_election_do_work(n, now);
-	if (n->el.role == TDM_ROLE_PRIMARY)
+	if (n->multi)
+		work += eng_primary_do_work(n, now) + eng_multi_do_work(n, now);
+	else if (n->el.role == TDM_ROLE_PRIMARY)
 		work += eng_primary_do_work(n, now);
 	else if (n->log)
 		work += eng_replica_do_work(n, now);
@@ -411,7 +451,8 @@ static int engine_agent(void *ctx)
 		check_drops(n);
 		if (n->log) {
 			check_degraded(n);
-			check_self_snapshot(n);
+			if (!n->multi) /* multi-primary rebuilds from its logs (no snapshot yet) */
+				check_self_snapshot(n);
 		}
 		eng_publish_status(n, now);
 	}
@@ -442,7 +483,9 @@ static void on_control(void *ctx, uint16_t src, unsigned type, uint32_t epoch,
 		struct eng_hello h;
 		memcpy(&h, payload, sizeof(h));
 		h.reason[sizeof(h.reason) - 1] = 0;
-		if (n->el.role == TDM_ROLE_PRIMARY)
+		if (n->multi && h.kind != ENG_HELLO_REQ)
+			eng_multi_on_hello(n, src, &h); /* answers about its origin */
+		else if (n->el.role == TDM_ROLE_PRIMARY)
 			eng_primary_on_hello(n, src, &h);
 		else
 			eng_replica_on_hello(n, src, &h);
@@ -535,9 +578,27 @@ static int init_status(struct tdm_node *n)
 	s->quorum = n->cfg.quorum;
 	s->level = (uint8_t)n->cfg.level;
 	s->primary_id = n->cfg.role == TDM_ROLE_PRIMARY ? n->cfg.node_id : n->cfg.primary_id;
+	s->mode = (uint8_t)n->cfg.mode;
+	s->clock_skew_ns = n->cfg.clock_skew_ms * 1000000ull;
+	tdm_hlc_init(&s->hlc, 0);
 	snprintf(s->why_not_writable, sizeof(s->why_not_writable), "it is not the primary");
 	n->shm = s; /* the magic is stored once the node is open: readers wait until then */
 	return 0;
+}
+
+/* Multi-primary: a merge store (last-writer-wins, tombstones, conflicts counted within the
+ * maximum clock offset). */
+static int create_store(struct tdm_node *n)
+{
+	struct tdm_store_config sc;
+
+	tdm_store_config_defaults(&sc);
+	sc.shards = n->cfg.apply_workers;
+	sc.merge = n->multi;
+	sc.conflict_window_ns = n->cfg.max_clock_offset_ms * 1000000ull;
+	sc.on_conflict = n->cfg.on_conflict;
+	sc.conflict_ctx = n->cfg.conflict_ctx;
+	return tdm_store_create_cfg(&sc, &n->store);
 }
 
 /* A witness keeps no data: status, control socket, dataplane and the engine (votes) only. */
@@ -565,11 +626,13 @@ static int open_parts(struct tdm_node *n)
 	if (!rc)
 		rc = eng_open_log(n, 0);
 	if (!rc)
-		rc = tdm_store_create(n->cfg.apply_workers, &n->store);
+		rc = create_store(n);
 	if (!rc)
 		rc = eng_rebuild_store(n);
 	if (!rc)
 		rc = open_dataplane(n);
+	if (!rc && n->multi)
+		rc = eng_multi_open(n);
 	if (rc)
 		return rc;
 	/* A replica whose store is stale waits for a resync before applying anything. */
@@ -602,6 +665,8 @@ TDM_API int tdm_node_open(const struct tdm_config *cfg, struct tdm_node **out)
 	n->lock_fd = n->ctl_fd = -1;
 	n->self_slot = -1;
 	n->origin = cfg->node_id;
+	n->multi = cfg->mode == TDM_MODE_MULTI_PRIMARY;
+	n->apply_threads = cfg->threads >= 2;
 	n->open_ns = tdm_dp_now_ns();
 	n->sample_pos = calloc(ENG_TAIL_SAMPLES, sizeof(uint64_t));
 	n->sample_ns = calloc(ENG_TAIL_SAMPLES, sizeof(uint64_t));
@@ -676,6 +741,7 @@ TDM_API void tdm_node_close(struct tdm_node *n)
 			eng_primary_fini(n);
 		else if (n->log)
 			eng_replica_fini(n);
+		eng_multi_close(n);
 		eng_stop_apply(n);
 		tdm_dp_destroy(n->dp);
 		tdm_store_destroy(n->store);

@@ -63,6 +63,8 @@ static void reply(struct tdm_node *n, uint16_t to, uint32_t kind, uint32_t flags
 		eng_log(n, "could not send a HELLO reply to node %u: %s", to, tdm_errmsg());
 }
 
+static void refuse(struct tdm_node *n, struct eng_replica *r, const char *why);
+
 static void end_resync(struct tdm_node *n, struct eng_replica *r)
 {
 	if (r->snap_sender)
@@ -129,13 +131,7 @@ static int build_snapshot_log(struct tdm_node *n, struct eng_replica *r, uint64_
 	snprintf(r->snap_dir, sizeof(r->snap_dir), "%s/resync-%u", n->cfg.data_dir, r->id);
 	eng_remove_log_dir(r->snap_dir);
 	snprintf(name, sizeof(name), "%s-rs%u", n->shm->ring_name, r->id);
-	tdm_log_config_defaults(&lc);
-	lc.dir = r->snap_dir;
-	lc.shm_name = name;
-	lc.ring_size = n->cfg.ring_size;
-	lc.segment_size = n->cfg.segment_size;
-	lc.cluster_id = n->cfg.cluster_id;
-	lc.node_id = n->cfg.node_id;
+	eng_log_config(n, &lc, r->snap_dir, name);
 	rc = tdm_log_open(&lc, &r->snap_log);
 	if (!rc)
 		rc = tdm_store_foreach(n->store, snap_put, r->snap_log);
@@ -154,6 +150,12 @@ static void begin_resync(struct tdm_node *n, struct eng_replica *r, uint64_t the
 	uint64_t pos, base, t0 = tdm_dp_now_ns();
 	struct tdm_dp_sender_config sc;
 	int rc;
+
+	if (n->multi) {
+		refuse(n, r, "multi-primary cannot resync a peer whose copy of our writes was "
+		       "trimmed: restart it with an empty data_dir");
+		return;
+	}
 
 	eng_log(n, "replica %u: its log ends at %" PRIu64 ", ours is kept from %" PRIu64 " to %"
 		PRIu64 ": full resync (snapshot, then the log)%s", r->id, their_end,
@@ -297,6 +299,16 @@ void eng_primary_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hel
 		return;
 	}
 	div = agreed_end(n, h, tail, &known);
+	if (n->multi && (h->log_end > tail || h->log_end < start)) {
+		/* Its copy of our origin is not a prefix of our log or is older than we keep:
+		 * multi-primary has no full resync (yet). Say so until it is fixed by hand. */
+		snprintf(why, sizeof(why), "its copy of node %u's writes ends at %" PRIu64 " but "
+			 "node %u keeps %" PRIu64 "..%" PRIu64 "; multi-primary cannot resync it: "
+			 "restart node %u with an empty data_dir", n->cfg.node_id, h->log_end,
+			 n->cfg.node_id, start, tail, r->id);
+		refuse(n, r, why);
+		return;
+	}
 	if (known && div < h->log_end && div >= start && !(h->flags & ENG_HELLO_NEED_RESYNC)) {
 		eng_log(n, "replica %u: its log has records past %" PRIu64 " that are not ours "
 			"(it ends at %" PRIu64 ", epoch %u): it moves them aside and cuts its log "

@@ -342,6 +342,8 @@ void eng_publish_status(struct tdm_node *n, uint64_t now)
 		}
 	}
 	member_status(n, st, now);
+	if (n->multi)
+		eng_multi_status(n, st, now);
 	eng_status_publish(n->shm, st);
 }
 

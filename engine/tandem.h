@@ -128,6 +128,11 @@ struct tdm_config {
 	/* [apply] */
 	int apply_workers;        /**< 1..TDM_APPLY_MAX_WORKERS */
 	uint32_t apply_batch;     /**< records per apply step */
+	/* set in code only (embedders) */
+	tdm_store_conflict_fn on_conflict; /**< multi-primary: called for every lost update with
+	                                        both versions, on an apply thread, with the key's
+	                                        shard locked (see tdm_store_conflict_fn); NULL */
+	void *conflict_ctx;
 };
 
 /** Defaults: role replica, udp on 127.0.0.1:7000, 64 MiB ring and segments, level local,
@@ -259,8 +264,8 @@ struct tdm_peer_status {
 	uint8_t origin_state;     /**< enum tdm_peer_state of our copy of its origin */
 	uint64_t origin_sent;     /**< its origin's end, as its last frame said */
 	uint64_t origin_received, origin_durable, origin_applied; /**< our copy's positions */
-	uint64_t origin_lag_ns;   /**< age (by its hlc) of the oldest record we have not applied;
-	                               0 when caught up */
+	uint64_t origin_lag_ns;   /**< while records wait to be applied: our clock minus the
+	                               newest one's hlc; 0 when caught up */
 	int64_t clock_offset_ns;  /**< newest record's hlc minus our wall clock at receipt: its
 	                               clock ahead of ours plus transit (negative: behind) */
 	uint64_t clock_refused;   /**< its records refused: stamped beyond max_clock_offset_ms */
