@@ -2,7 +2,8 @@
 # End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c), and of the command-line
 # errors of `tandemctl status|get|digest` (tools/ctl_node.c), `tandemctl switchover|promote|
 # cut|heal` (tools/ctl_failover.c) and `tandemctl conflicts` (tools/ctl_conflicts.c) when no
-# node runs.
+# node runs; then status and conflicts of one running node of each mode (the tandemd built
+# beside TANDEMCTL; left out when there is none).
 #
 #   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
 #
@@ -578,6 +579,119 @@ expect_in "conflicts, no node: says so" "$ERR" "tandemctl conflicts: no node is 
 run "$CTL" conflicts --json -n 5 --config "$TMP/node.ini"
 expect_rc "conflicts --json --config, no node: exit 1" 1
 expect_eq "conflicts --json, no node: nothing on stdout" "" "$(cat "$OUT")"
+
+# ---- status and conflicts of a running node, one per mode (tandemd beside tandemctl; its
+# one peer never comes up) ----
+
+TANDEMD=$(dirname -- "$CTL")/tandemd
+NODE_PID=""
+PORT=$((30000 + $$ % 20000))
+
+stop_node() {
+	if [ -n "$NODE_PID" ]; then
+		kill "$NODE_PID" 2>/dev/null || true
+		wait "$NODE_PID" 2>/dev/null || true
+		NODE_PID=""
+	fi
+}
+trap 'stop_node; cleanup' EXIT
+
+# start_node NAME MODE: a node of that mode in $TMP/NAME; waits until its status answers.
+start_node() {
+	mkdir -p "$TMP/$1"
+	cat >"$TMP/$1.ini" <<INI
+[node]
+id = 1
+role = primary
+cluster_id = 7
+data_dir = $TMP/$1
+[log]
+ring_size = 4M
+segment_size = 4M
+[dataplane]
+backend = udp
+address = 127.0.0.1:$PORT
+[replication]
+level = local
+mode = $2
+[peer.2]
+address = 127.0.0.1:$((PORT + 1))
+INI
+	"$TANDEMD" --config "$TMP/$1.ini" 2>"$TMP/$1.log" &
+	NODE_PID=$!
+	for _ in $(seq 1 250); do
+		"$CTL" status --dir "$TMP/$1" >/dev/null 2>&1 && return 0
+		kill -0 "$NODE_PID" 2>/dev/null || break
+		sleep 0.02
+	done
+	CMD=""
+	fail "tandemd starts ($2)" "a running node" "$(cat "$TMP/$1.log")"
+}
+
+if [ -x "$TANDEMD" ]; then
+	start_node pr primary-replica
+	run "$CTL" conflicts --dir "$TMP/pr"
+	expect_rc "conflicts, primary-replica node: exit 0" 0
+	expect_in "conflicts, primary-replica node: says there are none" "$OUT" \
+		"runs primary-replica: one node takes writes, so there are no conflicts"
+	run "$CTL" conflicts --json --dir "$TMP/pr"
+	expect_rc "conflicts --json, primary-replica node: exit 0" 0
+	expect_py "conflicts --json, primary-replica node: mode and no conflicts" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+got = (v.get("mode"), v.get("conflicts"), v.get("node_id"))
+print("" if got == ("primary-replica", [], 1) else f"(mode, conflicts, node_id) = {got}")
+' "$OUT"
+	run "$CTL" status --json --dir "$TMP/pr"
+	expect_py "status --json, primary-replica node: mode, multi-primary and origin fields" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+bad = [f"{k}={v.get(k)!r}" for k, w in (("mode", "primary-replica"), ("conflicts_stale", 0),
+       ("tombstones", 0)) if v.get(k) != w]
+bad += [f"{k} missing" for k in ("writable", "hlc", "purge_hlc") if k not in v]
+p = v["peers"][0]
+bad += [f"peer {k} missing" for k in ("origin_state", "origin_applied", "clock_offset_ns",
+        "conflicts_lost", "conflicts_won") if k not in p]
+print("; ".join(bad))
+' "$OUT"
+	run "$CTL" status --dir "$TMP/pr"
+	expect_eq "status, primary-replica node: no multi-primary lines" "" \
+		"$(grep -E '^  (mode|clock|tombstones) ' "$OUT" || true)"
+	stop_node
+
+	start_node mp multi-primary
+	run "$CTL" conflicts --dir "$TMP/mp"
+	expect_rc "conflicts, multi-primary node: exit 0" 0
+	expect_in "conflicts, multi-primary node: the totals" "$OUT" \
+		"node 1 ($TMP/mp): stale 0 (0 in the window), overwrites 0"
+	expect_in "conflicts, multi-primary node: none yet" "$OUT" \
+		"no conflicts recorded since the node started"
+	run "$CTL" conflicts --json -n 3 --dir "$TMP/mp"
+	expect_rc "conflicts --json, multi-primary node: exit 0" 0
+	expect_py "conflicts --json, multi-primary node: mode, totals, no conflicts" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+got = (v.get("mode"), v.get("stale"), v.get("overwrites"), v.get("conflicts"))
+print("" if got == ("multi-primary", 0, 0, []) else f"(mode, stale, overwrites, conflicts) = {got}")
+' "$OUT"
+	run "$CTL" status --dir "$TMP/mp"
+	expect_rc "status, multi-primary node: exit 0" 0
+	expect_in "status, multi-primary node: the role" "$OUT" "node 1 (multi-primary, writable)"
+	expect_in "status, multi-primary node: write_mode" "$OUT" \
+		"  mode       multi-primary, write_mode any: writable"
+	expect_in "status, multi-primary node: the clock" "$OUT" "max offset 500 ms"
+	expect_in "status, multi-primary node: the peer's writes" "$OUT" "CONFLICTS LOST/WON"
+	run "$CTL" status --json --dir "$TMP/mp"
+	expect_py "status --json, multi-primary node: mode, writable, hlc" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+got = (v.get("mode"), v.get("writable"), v.get("max_clock_offset_ms"), v.get("hlc", 0) > 0)
+print("" if got == ("multi-primary", True, 500, True) else f"(mode, writable, max offset, hlc > 0) = {got}")
+' "$OUT"
+	stop_node
+else
+	echo "# no tandemd beside $CTL: the running-node checks are left out"
+fi
 
 # ---- Help ----
 

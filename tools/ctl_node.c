@@ -291,8 +291,8 @@ static void signed_ns(int64_t ns, char *buf, size_t cap)
 	snprintf(buf, cap, "%s%s", ns < 0 ? "-" : ns > 0 ? "+" : "", t);
 }
 
-/* Multi-primary in place of the failover lines: writable or why not, the clock, conflicts and
- * tombstones (engine/multi.c). */
+/* Multi-primary in place of the failover lines: writable or why not (the note), the clock,
+ * conflicts and tombstones (engine/multi.c). */
 static void status_multi(const struct tdm_status *st)
 {
 	char hlc[64], purge[64];
@@ -305,21 +305,22 @@ static void status_multi(const struct tdm_status *st)
 	else
 		printf("NOT WRITABLE%s\n", st->fenced ? ": a majority of the nodes is not reachable"
 		       : "");
-	if (st->writable && st->failover_note[0] != '\0')
-		printf("  %-10s %.*s\n", "note", (int)sizeof(st->failover_note), st->failover_note);
 	tdm_ctl_hlc_str(st->hlc, true, hlc, sizeof(hlc));
-	printf("  %-10s hlc %" PRIu64 " (%s), max offset %" PRIu64 " ms, records refused for "
-	       "their timestamp %" PRIu64 "\n", "clock", st->hlc, hlc, st->max_clock_offset_ms,
+	printf("  %-10s hlc %" PRIu64 " (%s), max offset %" PRIu64 " ms, %" PRIu64 " records "
+	       "refused (stamped further ahead)\n", "clock", st->hlc, hlc, st->max_clock_offset_ms,
 	       st->clock_refused);
 	printf("  %-10s stale %" PRIu64 " (%" PRIu64 " in the window), overwrites %" PRIu64
 	       " (tandemctl conflicts: the latest)\n", "conflicts", st->conflicts_stale,
 	       st->conflicts_stale_in_window, st->conflicts_overwrites);
-	if (st->purge_hlc != 0)
+	if (st->purge_hlc != 0) {
 		tdm_ctl_hlc_str(st->purge_hlc, true, purge, sizeof(purge));
-	else
-		snprintf(purge, sizeof(purge), "none yet");
-	printf("  %-10s %" PRIu64 " held, %" PRIu64 " purged, purging below hlc %" PRIu64 " (%s)\n",
-	       "tombstones", st->tombstones, st->tombstones_purged, st->purge_hlc, purge);
+		printf("  %-10s %" PRIu64 " held, %" PRIu64 " purged, purging below hlc %" PRIu64
+		       " (%s)\n", "tombstones", st->tombstones, st->tombstones_purged,
+		       st->purge_hlc, purge);
+	} else {
+		printf("  %-10s %" PRIu64 " held, %" PRIu64 " purged, none purgeable yet\n",
+		       "tombstones", st->tombstones, st->tombstones_purged);
+	}
 }
 
 static void status_header(const char *dir, const struct tdm_status *st)
