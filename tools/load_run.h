@@ -75,7 +75,7 @@ void tdm_load_writer_json_setup(const struct tdm_load_run *r);
 /** "level local, rate 1000/s, 64 B values": the load, for the report's first line. */
 void tdm_load_writer_describe(const struct tdm_load_run *r, char *buf, size_t cap);
 
-/** Why the writer stopped: "duration", "count", "interrupted". */
+/** Why the writer stopped: "duration", "count", "interrupted", "error". */
 const char *tdm_load_writer_stopped(const struct tdm_load_run *r);
 
 /** Detach and free (NULL: nothing). */

@@ -272,7 +272,11 @@ static void print_table(const struct spread *sp, bool verified)
 	       "%s\n", sp->n, load, sp->o->shared_pct, (unsigned long long)sp->o->keys,
 	       tdm_load_writer_stopped(sp->nodes[0].w));
 	for (int i = 0; i < sp->n; i++) {
-		printf("  node %u (%s)\n", (unsigned)sp->nodes[i].id, sp->nodes[i].dir);
+		const char *why = tdm_load_writer_stopped(sp->nodes[i].w);
+		printf("  node %u (%s)", (unsigned)sp->nodes[i].id, sp->nodes[i].dir);
+		if (strcmp(why, tdm_load_writer_stopped(sp->nodes[0].w)) != 0)
+			printf(", stopped by %s", why);
+		putchar('\n');
 		tdm_load_figures_table(&sp->nodes[i].f, "    ", false);
 	}
 	printf("  total\n");

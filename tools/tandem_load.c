@@ -1026,8 +1026,14 @@ int tdm_load_writer_create(const struct tdm_load_opts *o, int index, struct tdm_
 
 int tdm_load_writer_run(struct tdm_load_run *r)
 {
+	int rc;
+
 	start_clock(r);
-	return run(r);
+	if ((rc = run(r)) != 0) { /* its figures run to here */
+		r->stopped_at = tdm_load_now_ns();
+		r->stop_reason = "error";
+	}
+	return rc;
 }
 
 uint16_t tdm_load_writer_node(const struct tdm_load_run *r)
@@ -1037,7 +1043,7 @@ uint16_t tdm_load_writer_node(const struct tdm_load_run *r)
 
 const char *tdm_load_writer_stopped(const struct tdm_load_run *r)
 {
-	return r->stop_reason != NULL ? r->stop_reason : "error";
+	return r->stop_reason;
 }
 
 void tdm_load_writer_destroy(struct tdm_load_run *r)
