@@ -2,8 +2,9 @@
 # End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c), and of the command-line
 # errors of `tandemctl status|get|digest` (tools/ctl_node.c), `tandemctl switchover|promote|
 # cut|heal` (tools/ctl_failover.c) and `tandemctl conflicts` (tools/ctl_conflicts.c) when no
-# node runs; then status and conflicts of one running node of each mode (the tandemd built
-# beside TANDEMCTL; left out when there is none).
+# node runs; then status and conflicts of a running node of each mode, and of two multi-primary
+# nodes after `tandem-load --spread --verify` wrote the same keys on both (the tandemd and
+# tandem-load built beside TANDEMCTL; left out when they are not there).
 #
 #   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
 #
@@ -580,28 +581,33 @@ run "$CTL" conflicts --json -n 5 --config "$TMP/node.ini"
 expect_rc "conflicts --json --config, no node: exit 1" 1
 expect_eq "conflicts --json, no node: nothing on stdout" "" "$(cat "$OUT")"
 
-# ---- status and conflicts of a running node, one per mode (tandemd beside tandemctl; its
-# one peer never comes up) ----
+# ---- status and conflicts of running nodes: one of each mode alone (its one peer never comes
+# up), then two multi-primary nodes under tandem-load --spread (tandemd and tandem-load beside
+# tandemctl) ----
 
 TANDEMD=$(dirname -- "$CTL")/tandemd
-NODE_PID=""
+LOAD=$(dirname -- "$CTL")/tandem-load
+NODE_PIDS=()
 PORT=$((30000 + $$ % 20000))
 
-stop_node() {
-	if [ -n "$NODE_PID" ]; then
-		kill "$NODE_PID" 2>/dev/null || true
-		wait "$NODE_PID" 2>/dev/null || true
-		NODE_PID=""
-	fi
+stop_nodes() {
+	local p
+	for p in "${NODE_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	NODE_PIDS=()
 }
-trap 'stop_node; cleanup' EXIT
+trap 'stop_nodes; cleanup' EXIT
 
-# start_node NAME MODE: a node of that mode in $TMP/NAME; waits until its status answers.
+# start_node NAME MODE [ID PEER]: node ID (default 1) of that mode in $TMP/NAME, its one peer
+# PEER (default 2); waits until its status answers.
 start_node() {
+	local id=${3:-1} peer=${4:-2} pid
 	mkdir -p "$TMP/$1"
 	cat >"$TMP/$1.ini" <<INI
 [node]
-id = 1
+id = $id
 role = primary
 cluster_id = 7
 data_dir = $TMP/$1
@@ -610,18 +616,19 @@ ring_size = 4M
 segment_size = 4M
 [dataplane]
 backend = udp
-address = 127.0.0.1:$PORT
+address = 127.0.0.1:$((PORT + id))
 [replication]
 level = local
 mode = $2
-[peer.2]
-address = 127.0.0.1:$((PORT + 1))
+[peer.$peer]
+address = 127.0.0.1:$((PORT + peer))
 INI
 	"$TANDEMD" --config "$TMP/$1.ini" 2>"$TMP/$1.log" &
-	NODE_PID=$!
+	pid=$!
+	NODE_PIDS+=("$pid")
 	for _ in $(seq 1 250); do
 		"$CTL" status --dir "$TMP/$1" >/dev/null 2>&1 && return 0
-		kill -0 "$NODE_PID" 2>/dev/null || break
+		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.02
 	done
 	CMD=""
@@ -657,7 +664,7 @@ print("; ".join(bad))
 	run "$CTL" status --dir "$TMP/pr"
 	expect_eq "status, primary-replica node: no multi-primary lines" "" \
 		"$(grep -E '^  (mode|clock|tombstones) ' "$OUT" || true)"
-	stop_node
+	stop_nodes
 
 	start_node mp multi-primary
 	run "$CTL" conflicts --dir "$TMP/mp"
@@ -688,9 +695,51 @@ v = json.load(open(sys.argv[1]))
 got = (v.get("mode"), v.get("writable"), v.get("max_clock_offset_ms"), "hlc" in v)
 print("" if got == ("multi-primary", True, 500, True) else f"(mode, writable, max offset, hlc) = {got}")
 ' "$OUT"
-	stop_node
+	stop_nodes
 else
 	echo "# no tandemd beside $CTL: the running-node checks are left out"
+fi
+
+# Two multi-primary nodes writing the same 20 keys: they converge (tandem-load --verify), and
+# the conflicts they counted are listed.
+if [ -x "$TANDEMD" ] && [ -x "$LOAD" ]; then
+	start_node m1 multi-primary 1 2
+	start_node m2 multi-primary 2 1
+	run "$LOAD" --attach "$TMP/m1" --attach "$TMP/m2" --spread --shared 100 --keys 20 \
+		--rate 200 --duration 1 --verify --json --quiet
+	expect_rc "tandem-load --spread --verify on two nodes: exit 0" 0
+	expect_py "tandem-load --spread --json: both nodes, the total, equal digests" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+n = v["nodes"]
+bad = [] if [x["node_id"] for x in n] == [1, 2] else [f"nodes {n}"]
+w = [x["writes"] for x in n]
+if v["writes"] != sum(w) or v["writes"] == 0:
+    bad.append("total writes %d, nodes %s" % (v["writes"], w))
+d = v["verify"]
+if not d["ok"] or not d["digests_equal"] or len({x["digest"] for x in d["nodes"]}) != 1:
+    bad.append(f"verify {d}")
+print("; ".join(bad))
+' "$OUT"
+	run "$CTL" conflicts --dir "$TMP/m1" --json -n 5
+	expect_rc "conflicts --json after shared writes: exit 0" 0
+	expect_py "conflicts --json after shared writes: 1..5 rows of both nodes' keys" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+c = v["conflicts"]
+bad = [] if 1 <= len(c) <= 5 else [f"{len(c)} conflicts"]
+for r in c:
+    if r["kind"] not in ("stale", "overwrite") or {r["winner"]["origin"], r["loser"]["origin"]} != {1, 2} \
+            or not r["key"].startswith("k") or r["key_len"] != 16 or r["winner"]["hlc"] <= r["loser"]["hlc"]:
+        bad.append(f"row {r}")
+if v["stale"] + v["overwrites"] < len(c):
+    bad.append("totals %d + %d below the rows" % (v["stale"], v["overwrites"]))
+print("; ".join(bad))
+' "$OUT"
+	run "$CTL" conflicts --dir "$TMP/m2" -n 2
+	expect_rc "conflicts after shared writes: exit 0" 0
+	expect_in "conflicts after shared writes: the table" "$OUT" "TIME          KIND       WIN  KEY"
+	stop_nodes
 fi
 
 # ---- Help ----
