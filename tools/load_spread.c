@@ -26,6 +26,7 @@
 #define CONVERGE_NS 60000000000ull /**< --verify: wait this long for every write everywhere */
 #define POLL_NS 50000000ull        /**< --verify: status and digests asked again this often */
 #define DIGEST_TRIES 40            /**< --verify: digests asked this often while they differ */
+#define SETTLE_POLLS 5             /**< --verify: before the counters, over 2 status intervals */
 
 /** One attached node: its writer, and what --verify finds there. */
 struct spread_node {
@@ -228,6 +229,8 @@ static int compare_digests(struct spread *sp)
 	}
 	if (!sp->digests_equal)
 		sp->verify_error = "the digests differ";
+	for (int i = 0; i < SETTLE_POLLS; i++)
+		nap(); /* the counters in a status published after the last apply */
 	return read_all(sp) == 0 && sp->digests_equal ? 0 : -1;
 }
 
