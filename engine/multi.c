@@ -163,8 +163,9 @@ void eng_multi_on_hello(struct tdm_node *n, uint16_t src, const struct eng_hello
 	}
 	switch (h->kind) {
 	case ENG_HELLO_STREAM:
-		if (h->from != tdm_log_tail(o->log))
-			return; /* an answer to an older HELLO */
+		if (h->from > tdm_log_tail(o->log))
+			return; /* not ours yet: an answer to an older copy (before a restart) */
+		/* At or below our tail: it streams from what we said (data may have come since). */
 		if (o->state != TDM_PEER_STREAMING)
 			eng_log(n, "receiving node %u's writes from position %" PRIu64, src, h->from);
 		o->state = TDM_PEER_STREAMING;

@@ -596,6 +596,8 @@ static int create_store(struct tdm_node *n)
 	sc.shards = n->cfg.apply_workers;
 	sc.merge = n->multi;
 	sc.conflict_window_ns = n->cfg.max_clock_offset_ms * 1000000ull;
+	sc.on_conflict = n->cfg.on_conflict;
+	sc.conflict_ctx = n->cfg.conflict_ctx;
 	return tdm_store_create_cfg(&sc, &n->store);
 }
 

@@ -274,6 +274,7 @@ static void failover_status(const struct tdm_node *n, struct tdm_status *st,
 	st->epoch = e->epoch;
 	st->primary_id = e->leader;
 	st->fenced = e->fenced;
+	st->writable = n->log && tdm_log_writable(n->log);
 	st->failover_timeout_ms = n->cfg.failover_timeout_ms;
 	st->voted_epoch = e->voted_epoch;
 	st->elections = e->elections;

@@ -128,6 +128,11 @@ struct tdm_config {
 	/* [apply] */
 	int apply_workers;        /**< 1..TDM_APPLY_MAX_WORKERS */
 	uint32_t apply_batch;     /**< records per apply step */
+	/* set in code only (embedders) */
+	tdm_store_conflict_fn on_conflict; /**< multi-primary: called for every lost update with
+	                                        both versions, on an apply thread, with the key's
+	                                        shard locked (see tdm_store_conflict_fn); NULL */
+	void *conflict_ctx;
 };
 
 /** Defaults: role replica, udp on 127.0.0.1:7000, 64 MiB ring and segments, level local,

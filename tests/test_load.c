@@ -1,7 +1,8 @@
 /*
  * cmocka tests of tandem-load's pieces that need no node: the latency histogram against sorted
- * reference data, the key generators (Zipf ranks and determinism, uniform coverage), and the SVG
- * plot (a well-formed document with its three polylines, for a run and for an empty run).
+ * reference data, the key generators (Zipf ranks and determinism, uniform coverage, --spread's
+ * shared and own key ranges), and the SVG plot (a well-formed document with its three
+ * polylines, for a run and for an empty run).
  *
  * Usage: test_load [unit]
  */
@@ -308,6 +309,39 @@ static void test_uniform(void **state)
 	free(c);
 }
 
+/* --spread: shared draws are the same key on every node; the rest are each node's own, and no
+ * two nodes (nor a node and the shared range) have one in common. Every key is reached. */
+static void test_spread_keys(void **state)
+{
+	enum { NODES = 3 };
+	const uint64_t n = 100, cases[][2] = { { 100, 0 }, { 100, 10 }, { 100, 100 }, { 1, 0 } };
+	uint8_t *owner = malloc(NODES * n);
+
+	(void)state;
+	assert_non_null(owner);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		uint64_t kn = cases[c][0], shared = cases[c][1], total = shared + NODES * (kn - shared);
+		memset(owner, 0, NODES * n);
+		for (int node = 0; node < NODES; node++) {
+			for (uint64_t r = 0; r < kn; r++) {
+				uint64_t id = tdm_load_spread_key(r, kn, shared, node);
+				assert_true(id < total);
+				if (r < shared) {
+					assert_int_equal(id, r);
+					owner[id] = 0xff;
+					continue;
+				}
+				assert_true(id >= shared);
+				assert_int_equal(owner[id], 0); /* nobody else's */
+				owner[id] = (uint8_t)(node + 1);
+			}
+		}
+		for (uint64_t id = 0; id < total; id++)
+			assert_true(owner[id] != 0);
+	}
+	free(owner);
+}
+
 /* ---- Plot ---- */
 
 /* The plot as a string (caller frees), written through a real file as tandem-load does. */
@@ -428,6 +462,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_zipf_deterministic),
 		cmocka_unit_test(test_zipf_large),
 		cmocka_unit_test(test_uniform),
+		cmocka_unit_test(test_spread_keys),
 		cmocka_unit_test(test_plot_run),
 		cmocka_unit_test(test_plot_empty),
 	};

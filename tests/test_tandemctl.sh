@@ -1,7 +1,10 @@
 #!/bin/bash
 # End-to-end test of `tandemctl log verify|dump` (tools/ctl_log.c), and of the command-line
-# errors of `tandemctl status|get|digest` (tools/ctl_node.c) and `tandemctl switchover|promote|
-# cut|heal` (tools/ctl_failover.c) when no node runs.
+# errors of `tandemctl status|get|digest` (tools/ctl_node.c), `tandemctl switchover|promote|
+# cut|heal` (tools/ctl_failover.c) and `tandemctl conflicts` (tools/ctl_conflicts.c) when no
+# node runs; then status and conflicts of a running node of each mode, and of two multi-primary
+# nodes after `tandem-load --spread --verify` wrote the same keys on both (the tandemd and
+# tandem-load built beside TANDEMCTL; left out when they are not there).
 #
 #   bash tests/test_tandemctl.sh TANDEMCTL MKLOG      (meson test: tandemctl-cli)
 #
@@ -553,11 +556,198 @@ expect_rc "heal 3, no node: exit 1" 1
 expect_in "heal 3, no node: says so" "$ERR" "tandemctl heal: no node is running in $TMP/empty"
 expect_eq "heal 3, no node: nothing on stdout" "" "$(cat "$OUT")"
 
+# ---- conflicts without a running node ----
+
+run "$CTL" conflicts
+expect_rc "conflicts without --dir or --config: exit 2" 2
+expect_in "conflicts without --dir: says what is missing" "$ERR" \
+	"missing --dir DATA_DIR or --config FILE"
+run "$CTL" conflicts --dir "$TMP/empty" -n 0
+expect_rc "conflicts -n 0: exit 2" 2
+expect_in "conflicts -n 0: says the range" "$ERR" "--limit: give 1..4096"
+run "$CTL" conflicts --dir "$TMP/empty" --limit 4097
+expect_rc "conflicts --limit 4097: exit 2" 2
+expect_in "conflicts --limit 4097: says the range" "$ERR" "--limit: give 1..4096"
+run "$CTL" conflicts --dir "$TMP/empty" -n five
+expect_rc "conflicts -n five: exit 2" 2
+expect_in "conflicts -n five: names the value" "$ERR" "'five' is not a number"
+run "$CTL" conflicts --dir "$TMP/empty" k1
+expect_rc "conflicts with an argument: exit 2" 2
+expect_in "conflicts with an argument: names it" "$ERR" "unexpected argument 'k1'"
+run "$CTL" conflicts --dir "$TMP/empty"
+expect_rc "conflicts, no node: exit 1" 1
+expect_in "conflicts, no node: says so" "$ERR" "tandemctl conflicts: no node is running in $TMP/empty"
+run "$CTL" conflicts --json -n 5 --config "$TMP/node.ini"
+expect_rc "conflicts --json --config, no node: exit 1" 1
+expect_eq "conflicts --json, no node: nothing on stdout" "" "$(cat "$OUT")"
+
+# ---- status and conflicts of running nodes: one of each mode alone (its one peer never comes
+# up), then two multi-primary nodes under tandem-load --spread (tandemd and tandem-load beside
+# tandemctl) ----
+
+TANDEMD=$(dirname -- "$CTL")/tandemd
+LOAD=$(dirname -- "$CTL")/tandem-load
+NODE_PIDS=()
+PORT=$((30000 + $$ % 20000))
+
+stop_nodes() {
+	local p
+	for p in "${NODE_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	NODE_PIDS=()
+}
+trap 'stop_nodes; cleanup' EXIT
+
+# start_node NAME MODE [ID PEER]: node ID (default 1) of that mode in $TMP/NAME, its one peer
+# PEER (default 2); waits until its status answers.
+start_node() {
+	local id=${3:-1} peer=${4:-2} pid
+	mkdir -p "$TMP/$1"
+	cat >"$TMP/$1.ini" <<INI
+[node]
+id = $id
+role = primary
+cluster_id = 7
+data_dir = $TMP/$1
+[log]
+ring_size = 4M
+segment_size = 4M
+[dataplane]
+backend = udp
+address = 127.0.0.1:$((PORT + id))
+[replication]
+level = local
+mode = $2
+[peer.$peer]
+address = 127.0.0.1:$((PORT + peer))
+INI
+	"$TANDEMD" --config "$TMP/$1.ini" 2>"$TMP/$1.log" &
+	pid=$!
+	NODE_PIDS+=("$pid")
+	for _ in $(seq 1 250); do
+		"$CTL" status --dir "$TMP/$1" >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.02
+	done
+	CMD=""
+	fail "tandemd starts ($2)" "a running node" "$(cat "$TMP/$1.log")"
+}
+
+if [ -x "$TANDEMD" ]; then
+	start_node pr primary-replica
+	run "$CTL" conflicts --dir "$TMP/pr"
+	expect_rc "conflicts, primary-replica node: exit 0" 0
+	expect_in "conflicts, primary-replica node: says there are none" "$OUT" \
+		"runs primary-replica: one node takes writes, so there are no conflicts"
+	run "$CTL" conflicts --json --dir "$TMP/pr"
+	expect_rc "conflicts --json, primary-replica node: exit 0" 0
+	expect_py "conflicts --json, primary-replica node: mode and no conflicts" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+got = (v.get("mode"), v.get("conflicts"), v.get("node_id"))
+print("" if got == ("primary-replica", [], 1) else f"(mode, conflicts, node_id) = {got}")
+' "$OUT"
+	run "$CTL" status --json --dir "$TMP/pr"
+	expect_py "status --json, primary-replica node: mode, multi-primary and origin fields" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+bad = [f"{k}={v.get(k)!r}" for k, w in (("mode", "primary-replica"), ("conflicts_stale", 0),
+       ("tombstones", 0)) if v.get(k) != w]
+bad += [f"{k} missing" for k in ("writable", "hlc", "purge_hlc") if k not in v]
+p = v["peers"][0]
+bad += [f"peer {k} missing" for k in ("origin_state", "origin_applied", "clock_offset_ns",
+        "conflicts_lost", "conflicts_won") if k not in p]
+print("; ".join(bad))
+' "$OUT"
+	run "$CTL" status --dir "$TMP/pr"
+	expect_eq "status, primary-replica node: no multi-primary lines" "" \
+		"$(grep -E '^  (mode|clock|tombstones) ' "$OUT" || true)"
+	stop_nodes
+
+	start_node mp multi-primary
+	run "$CTL" conflicts --dir "$TMP/mp"
+	expect_rc "conflicts, multi-primary node: exit 0" 0
+	expect_in "conflicts, multi-primary node: the totals" "$OUT" \
+		"node 1 ($TMP/mp): stale 0 (0 in the window), overwrites 0"
+	expect_in "conflicts, multi-primary node: none yet" "$OUT" \
+		"no conflicts recorded since the node started"
+	run "$CTL" conflicts --json -n 3 --dir "$TMP/mp"
+	expect_rc "conflicts --json, multi-primary node: exit 0" 0
+	expect_py "conflicts --json, multi-primary node: mode, totals, no conflicts" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+got = (v.get("mode"), v.get("stale"), v.get("overwrites"), v.get("conflicts"))
+print("" if got == ("multi-primary", 0, 0, []) else f"(mode, stale, overwrites, conflicts) = {got}")
+' "$OUT"
+	run "$CTL" status --dir "$TMP/mp"
+	expect_rc "status, multi-primary node: exit 0" 0
+	expect_in "status, multi-primary node: the role" "$OUT" "node 1 (multi-primary, writable)"
+	expect_in "status, multi-primary node: write_mode" "$OUT" \
+		"  mode       multi-primary, write_mode any: writable"
+	expect_in "status, multi-primary node: the clock" "$OUT" "max offset 500 ms"
+	expect_in "status, multi-primary node: the peer's writes" "$OUT" "CONFLICTS LOST/WON"
+	run "$CTL" status --json --dir "$TMP/mp"
+	expect_py "status --json, multi-primary node: mode, writable, clock" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+got = (v.get("mode"), v.get("writable"), v.get("max_clock_offset_ms"), "hlc" in v)
+print("" if got == ("multi-primary", True, 500, True) else f"(mode, writable, max offset, hlc) = {got}")
+' "$OUT"
+	stop_nodes
+else
+	echo "# no tandemd beside $CTL: the running-node checks are left out"
+fi
+
+# Two multi-primary nodes writing the same 20 keys: they converge (tandem-load --verify), and
+# the conflicts they counted are listed.
+if [ -x "$TANDEMD" ] && [ -x "$LOAD" ]; then
+	start_node m1 multi-primary 1 2
+	start_node m2 multi-primary 2 1
+	run "$LOAD" --attach "$TMP/m1" --attach "$TMP/m2" --spread --shared 100 --keys 20 \
+		--rate 200 --duration 1 --verify --json --quiet
+	expect_rc "tandem-load --spread --verify on two nodes: exit 0" 0
+	expect_py "tandem-load --spread --json: both nodes, the total, equal digests" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+n = v["nodes"]
+bad = [] if [x["node_id"] for x in n] == [1, 2] else [f"nodes {n}"]
+w = [x["writes"] for x in n]
+if v["writes"] != sum(w) or v["writes"] == 0:
+    bad.append("total writes %d, nodes %s" % (v["writes"], w))
+d = v["verify"]
+if not d["ok"] or not d["digests_equal"] or len({x["digest"] for x in d["nodes"]}) != 1:
+    bad.append(f"verify {d}")
+print("; ".join(bad))
+' "$OUT"
+	run "$CTL" conflicts --dir "$TMP/m1" --json -n 5
+	expect_rc "conflicts --json after shared writes: exit 0" 0
+	expect_py "conflicts --json after shared writes: 1..5 rows of both nodes' keys" '
+import json, sys
+v = json.load(open(sys.argv[1]))
+c = v["conflicts"]
+bad = [] if 1 <= len(c) <= 5 else [f"{len(c)} conflicts"]
+for r in c:
+    if r["kind"] not in ("stale", "overwrite") or {r["winner"]["origin"], r["loser"]["origin"]} != {1, 2} \
+            or not r["key"].startswith("k") or r["key_len"] != 16 or r["winner"]["hlc"] <= r["loser"]["hlc"]:
+        bad.append(f"row {r}")
+if v["stale"] + v["overwrites"] < len(c):
+    bad.append("totals %d + %d below the rows" % (v["stale"], v["overwrites"]))
+print("; ".join(bad))
+' "$OUT"
+	run "$CTL" conflicts --dir "$TMP/m2" -n 2
+	expect_rc "conflicts after shared writes: exit 0" 0
+	expect_in "conflicts after shared writes: the table" "$OUT" "TIME          KIND       WIN  KEY"
+	stop_nodes
+fi
+
 # ---- Help ----
 
 for args in "--help" "log --help" "log verify --help" "log dump --help" "log help dump" "help log" \
 	"status --help" "get --help" "digest --help" "help status" "switchover --help" \
-	"promote --help" "cut --help" "heal --help" "help switchover"; do
+	"promote --help" "cut --help" "heal --help" "help switchover" "conflicts --help" \
+	"help conflicts"; do
 	# shellcheck disable=SC2086 # split the words on purpose
 	run "$CTL" $args
 	expect_rc "tandemctl $args: exit 0" 0

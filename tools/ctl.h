@@ -123,6 +123,7 @@ struct tdm_ctl_node_args {
 	bool hex;            /**< --hex (get) */
 	bool force;          /**< --force (promote) */
 	uint64_t watch;      /**< --watch SECONDS (status); 0 = once */
+	uint64_t limit;      /**< -n/--limit N (conflicts), 1..TDM_CTL_LIMIT_MAX; 0 = not given */
 	const char *operand; /**< the command's one argument (KEY, NODE, PEER), NULL if none */
 };
 
@@ -154,7 +155,15 @@ struct tdm_ctl_node_cmd {
 int tdm_ctl_node_parse(const struct tdm_ctl_node_cmd *c, int argc, char **argv,
 		       struct tdm_ctl_node_args *a);
 
+#define TDM_CTL_LIMIT_MAX 4096u /**< -n/--limit: at most what a node sends in one answer */
+
 struct tdm_status;
+
+/**
+ * Read the status of the node at dir into st (zeroed first); a node that is not running is
+ * said so (tdm_ctl_not_running). @return 0 or TDM_CTL_EXIT_ERROR.
+ */
+int tdm_ctl_read_status(const char *path, const char *dir, struct tdm_status *st);
 
 /**
  * tdm_status_read(dir) returned rc (not 0): say that no node runs in dir, or that the one
@@ -168,10 +177,20 @@ int tdm_ctl_not_running(const char *path, const char *dir, int rc, const struct 
  */
 int tdm_ctl_request_failed(const char *path, const char *dir, int rc);
 
+/** "850 ns", "12 µs", "3.1 ms", "2.0 s" (ctl_node.c). */
+void tdm_ctl_human_ns(uint64_t ns, char *buf, size_t cap);
+
+/** A multi-primary timestamp (hybrid logical clock) as local time with microseconds, and its
+ *  logical count when not 0: "[2024-05-01 ]12:00:03.123456[+3]" (ctl_conflicts.c). */
+void tdm_ctl_hlc_str(uint64_t hlc, bool date, char *buf, size_t cap);
+
 /** tandemctl status|get|digest: a running node's status, keys and digest (ctl_node.c). */
 int tdm_ctl_status_run(int argc, char **argv);
 int tdm_ctl_get_run(int argc, char **argv);
 int tdm_ctl_digest_run(int argc, char **argv);
+
+/** tandemctl conflicts: a multi-primary node's latest conflicts (ctl_conflicts.c). */
+int tdm_ctl_conflicts_run(int argc, char **argv);
 
 /** tandemctl switchover|promote|cut|heal: failover by hand, and fault injection
  *  (ctl_failover.c). */

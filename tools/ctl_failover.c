@@ -53,17 +53,6 @@ static void nap(uint64_t ns)
 		;
 }
 
-/* The node's status; a node that is not running is said so. @return 0 or TDM_CTL_EXIT_ERROR. */
-static int read_status(const char *path, const char *dir, struct tdm_status *st)
-{
-	int rc;
-
-	memset(st, 0, sizeof(*st));
-	tdm_err_clear();
-	rc = tdm_status_read(dir, st);
-	return rc == 0 ? 0 : tdm_ctl_not_running(path, dir, rc, st);
-}
-
 /*
  * NODE or PEER: a node id, 1..65535 in decimal; "all" (0) when all_ok.
  * @return 0, or TDM_CTL_EXIT_USAGE after saying what is wrong.
@@ -147,7 +136,7 @@ static int switchover_wait(const char *dir, const struct tdm_status *before, uin
 		limit_ms = SWITCHOVER_WAIT_MS;
 	for (;;) {
 		nap(POLL_NS);
-		if (read_status(SWITCHOVER_PATH, dir, &st) != 0)
+		if (tdm_ctl_read_status(SWITCHOVER_PATH, dir, &st) != 0)
 			return TDM_CTL_EXIT_ERROR;
 		uint64_t ms = (mono_ns() - t0) / MS;
 		if (st.role == TDM_ROLE_REPLICA && st.primary_id == to) {
@@ -206,7 +195,7 @@ int tdm_ctl_switchover_run(int argc, char **argv)
 		return rc;
 	if (parse_node_id(SWITCHOVER_PATH, "NODE", a.operand, false, &to) != 0)
 		return TDM_CTL_EXIT_USAGE;
-	if (read_status(SWITCHOVER_PATH, a.data_dir, &before) != 0)
+	if (tdm_ctl_read_status(SWITCHOVER_PATH, a.data_dir, &before) != 0)
 		return TDM_CTL_EXIT_ERROR;
 	if (before.node_id == to) {
 		fprintf(stderr, "%s: node %u is the node in %s itself: give the id of the replica "
@@ -261,7 +250,7 @@ static int promote_wait(const char *dir, const struct tdm_status *before, uint64
 		limit_ms = PROMOTE_WAIT_MS;
 	for (;;) {
 		nap(POLL_NS);
-		if (read_status(PROMOTE_PATH, dir, &st) != 0)
+		if (tdm_ctl_read_status(PROMOTE_PATH, dir, &st) != 0)
 			return TDM_CTL_EXIT_ERROR;
 		uint64_t ms = (mono_ns() - t0) / MS;
 		if (st.role == TDM_ROLE_PRIMARY) {
@@ -298,7 +287,7 @@ int tdm_ctl_promote_run(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	if (read_status(PROMOTE_PATH, a.data_dir, &before) != 0)
+	if (tdm_ctl_read_status(PROMOTE_PATH, a.data_dir, &before) != 0)
 		return TDM_CTL_EXIT_ERROR;
 	uint64_t t0 = mono_ns();
 	tdm_err_clear();
@@ -379,7 +368,7 @@ static int cut_or_heal(int argc, char **argv, bool cut)
 		return rc;
 	if (parse_node_id(cmd->path, "PEER", a.operand, true, &peer) != 0)
 		return TDM_CTL_EXIT_USAGE;
-	if (read_status(cmd->path, a.data_dir, &st) != 0)
+	if (tdm_ctl_read_status(cmd->path, a.data_dir, &st) != 0)
 		return TDM_CTL_EXIT_ERROR;
 	if ((rc = check_peer(cmd->path, &st, peer)) != 0)
 		return rc;

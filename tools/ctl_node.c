@@ -71,6 +71,18 @@ static int resolve(const char *path, struct tdm_ctl_node_args *a)
 	return 0;
 }
 
+/* A count 1..max for option opt ("--watch: give 1..86400 seconds" when out of range).
+ * @return 0 or usage exit. */
+static int parse_count(const char *path, const char *opt, const char *s, unsigned max,
+		       const char *unit, uint64_t *out)
+{
+	if (tdm_ctl_parse_u64(path, opt, s, out) != 0)
+		return TDM_CTL_EXIT_USAGE;
+	if (*out == 0 || *out > max)
+		return tdm_ctl_usage_error(path, "%s: give 1..%u%s", opt, max, unit);
+	return 0;
+}
+
 int tdm_ctl_node_parse(const struct tdm_ctl_node_cmd *c, int argc, char **argv,
 		       struct tdm_ctl_node_args *a)
 {
@@ -86,11 +98,14 @@ int tdm_ctl_node_parse(const struct tdm_ctl_node_cmd *c, int argc, char **argv,
 		case 'x': a->hex = true; break;
 		case 'f': a->force = true; break;
 		case 'w':
-			if (tdm_ctl_parse_u64(c->path, "--watch", optarg, &a->watch) != 0)
+			if (parse_count(c->path, "--watch", optarg, WATCH_MAX, " seconds",
+					&a->watch) != 0)
 				return TDM_CTL_EXIT_USAGE;
-			if (a->watch == 0 || a->watch > WATCH_MAX)
-				return tdm_ctl_usage_error(c->path, "--watch: give 1..%u seconds",
-							   WATCH_MAX);
+			break;
+		case 'n':
+			if (parse_count(c->path, "--limit", optarg, TDM_CTL_LIMIT_MAX, "",
+					&a->limit) != 0)
+				return TDM_CTL_EXIT_USAGE;
 			break;
 		case 'h': c->help(); return TDM_CTL_EXIT_OK;
 		default: return tdm_ctl_bad_option(c->path, ret, argv, c->opts);
@@ -124,7 +139,7 @@ static void human_bytes(uint64_t v, char *buf, size_t cap)
 	snprintf(buf, cap, d < 10 ? "%.1f %s" : "%.0f %s", d, units[u]);
 }
 
-static void human_ns(uint64_t ns, char *buf, size_t cap)
+void tdm_ctl_human_ns(uint64_t ns, char *buf, size_t cap)
 {
 	double d = (double)ns;
 
@@ -197,13 +212,19 @@ static void cell(const char *s, int width)
 	printf("%s%*s", s, width > cols ? width - cols : 0, "");
 }
 
+/* How far pos is behind end, in bytes (0 when not behind). */
+static uint64_t gap(uint64_t end, uint64_t pos)
+{
+	return end > pos ? end - pos : 0;
+}
+
 /* "1.2 KiB / 35 µs": how far a replica position is behind the tail. */
 static void behind(uint64_t tail, uint64_t pos, uint64_t lag_ns, char *buf, size_t cap)
 {
 	char b[24], t[24];
 
 	human_bytes(tail > pos ? tail - pos : 0, b, sizeof(b));
-	human_ns(lag_ns, t, sizeof(t));
+	tdm_ctl_human_ns(lag_ns, t, sizeof(t));
 	snprintf(buf, cap, "%s / %s", b, t);
 }
 
@@ -214,7 +235,9 @@ static void role_phrase(const struct tdm_status *st, char *buf, size_t cap)
 {
 	const char *role = tdm_role_name((enum tdm_role)st->role);
 
-	if (st->role == TDM_ROLE_REPLICA && st->primary_id != 0)
+	if (st->mode == TDM_MODE_MULTI_PRIMARY)
+		snprintf(buf, cap, "multi-primary, %s", st->writable ? "writable" : "NOT WRITABLE");
+	else if (st->role == TDM_ROLE_REPLICA && st->primary_id != 0)
 		snprintf(buf, cap, "%s of %u, %s", role, st->primary_id,
 			 tdm_peer_state_name((enum tdm_peer_state)st->replica_state));
 	else if (st->role == TDM_ROLE_REPLICA)
@@ -238,7 +261,7 @@ static void status_failover(const struct tdm_status *st)
 	       st->voted_epoch, st->elections, st->elections_won);
 	if (st->last_failover_ns != 0) {
 		human_when(st->last_failover_ns, when, sizeof(when));
-		human_ns(st->last_failover_duration_ns, took, sizeof(took));
+		tdm_ctl_human_ns(st->last_failover_duration_ns, took, sizeof(took));
 		printf("  %-10s %s, %s without a primary\n", "", when, took);
 	} else {
 		printf("  %-10s no failover seen by this node\n", "");
@@ -247,6 +270,57 @@ static void status_failover(const struct tdm_status *st)
 		printf("  %-10s FENCED: writes refused until a majority is heard again\n", "");
 	if (st->failover_note[0] != '\0')
 		printf("  %-10s %.*s\n", "note", (int)sizeof(st->failover_note), st->failover_note);
+}
+
+static const char *mode_name(uint8_t mode)
+{
+	return mode == TDM_MODE_MULTI_PRIMARY ? "multi-primary" : "primary-replica";
+}
+
+static const char *write_mode_name(uint8_t wm)
+{
+	return wm == TDM_WRITES_MAJORITY ? "majority" : "any";
+}
+
+/* "+1.2 ms", "-350 µs": a clock offset. */
+static void signed_ns(int64_t ns, char *buf, size_t cap)
+{
+	char t[24];
+
+	tdm_ctl_human_ns(ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns, t, sizeof(t));
+	snprintf(buf, cap, "%s%s", ns < 0 ? "-" : ns > 0 ? "+" : "", t);
+}
+
+/* Multi-primary in place of the failover lines: writable or why not (the note), the clock,
+ * conflicts and tombstones (engine/multi.c). */
+static void status_multi(const struct tdm_status *st)
+{
+	char hlc[64], purge[64];
+
+	printf("  %-10s multi-primary, write_mode %s: ", "mode", write_mode_name(st->write_mode));
+	if (st->writable)
+		printf("writable\n");
+	else if (st->failover_note[0] != '\0')
+		printf("NOT WRITABLE: %.*s\n", (int)sizeof(st->failover_note), st->failover_note);
+	else
+		printf("NOT WRITABLE%s\n", st->fenced ? ": a majority of the nodes is not reachable"
+		       : "");
+	tdm_ctl_hlc_str(st->hlc, true, hlc, sizeof(hlc));
+	printf("  %-10s hlc %" PRIu64 " (%s), max offset %" PRIu64 " ms, %" PRIu64 " records "
+	       "refused (stamped further ahead)\n", "clock", st->hlc, hlc, st->max_clock_offset_ms,
+	       st->clock_refused);
+	printf("  %-10s stale %" PRIu64 " (%" PRIu64 " in the window), overwrites %" PRIu64
+	       " (tandemctl conflicts: the latest)\n", "conflicts", st->conflicts_stale,
+	       st->conflicts_stale_in_window, st->conflicts_overwrites);
+	if (st->purge_hlc != 0) {
+		tdm_ctl_hlc_str(st->purge_hlc, true, purge, sizeof(purge));
+		printf("  %-10s %" PRIu64 " held, %" PRIu64 " purged, purging below hlc %" PRIu64
+		       " (%s)\n", "tombstones", st->tombstones, st->tombstones_purged,
+		       st->purge_hlc, purge);
+	} else {
+		printf("  %-10s %" PRIu64 " held, %" PRIu64 " purged, none purgeable yet\n",
+		       "tombstones", st->tombstones, st->tombstones_purged);
+	}
 }
 
 static void status_header(const char *dir, const struct tdm_status *st)
@@ -258,7 +332,10 @@ static void status_header(const char *dir, const struct tdm_status *st)
 	printf("node %u (%s)  epoch %" PRIu32 "  pid %" PRId32 "  up %s  data_dir %s\n",
 	       st->node_id, role, st->epoch, st->pid, up, dir);
 	printf("  %-10s %s\n", "transport", st->transport);
-	status_failover(st);
+	if (st->mode == TDM_MODE_MULTI_PRIMARY)
+		status_multi(st);
+	else
+		status_failover(st);
 	if (st->role == TDM_ROLE_WITNESS) {
 		printf("  %-10s none: a witness votes and keeps no data\n", "data");
 		printf("  %-10s dropped frames %" PRIu64 " (another cluster: %" PRIu64 ", older "
@@ -338,7 +415,7 @@ static void status_members(const struct tdm_status *st)
 		if (p->beat_age_ns == UINT64_MAX) {
 			snprintf(c[5], sizeof(c[5]), "never");
 		} else {
-			human_ns(p->beat_age_ns, age, sizeof(age));
+			tdm_ctl_human_ns(p->beat_age_ns, age, sizeof(age));
 			snprintf(c[5], sizeof(c[5]), "%s ago", age);
 		}
 		if (heard && !p->witness)
@@ -367,7 +444,9 @@ static void status_streams(const struct tdm_status *st)
 		if (!has_stream(p))
 			continue;
 		if (!titles) {
-			printf("\nstreams (bytes / time behind this node's tail)\n");
+			printf("\n%s (bytes / time behind this node's tail)\n",
+			       st->mode == TDM_MODE_MULTI_PRIMARY ?
+			       "this node's writes, streamed to each peer" : "streams");
 			print_titles(cols, NCOLS);
 			titles = true;
 		}
@@ -387,6 +466,41 @@ static void status_streams(const struct tdm_status *st)
 	}
 }
 
+/* Multi-primary: each peer's own writes (its origin) as this node copies and merges them. */
+static void status_origins(const struct tdm_status *st)
+{
+	static const struct column cols[] = {
+		{ "PEER", 6 }, { "STATE", 12 }, { "ITS END", 14 }, { "RECEIVED", 11 },
+		{ "DURABLE", 11 }, { "APPLIED", 11 }, { "LAG", 10 }, { "CLOCK", 11 },
+		{ "REFUSED", 9 }, { "CONFLICTS LOST/WON", 0 },
+	};
+	enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
+	char c[NCOLS][48];
+
+	printf("\neach peer's writes, copied here (bytes behind its end; lag: age of the oldest "
+	       "not applied;\nclock: its timestamps ahead of this node's clock, transit "
+	       "included)\n");
+	print_titles(cols, NCOLS);
+	for (int i = 0; i < st->n_peers && i < TDM_MAX_PEERS; i++) {
+		const struct tdm_peer_status *p = &st->peers[i];
+		snprintf(c[0], sizeof(c[0]), "%u", p->node_id);
+		snprintf(c[1], sizeof(c[1]), "%s",
+			 tdm_peer_state_name((enum tdm_peer_state)p->origin_state));
+		snprintf(c[2], sizeof(c[2]), "%" PRIu64, p->origin_sent);
+		human_bytes(gap(p->origin_sent, p->origin_received), c[3], sizeof(c[3]));
+		human_bytes(gap(p->origin_sent, p->origin_durable), c[4], sizeof(c[4]));
+		human_bytes(gap(p->origin_sent, p->origin_applied), c[5], sizeof(c[5]));
+		tdm_ctl_human_ns(p->origin_lag_ns, c[6], sizeof(c[6]));
+		signed_ns(p->clock_offset_ns, c[7], sizeof(c[7]));
+		snprintf(c[8], sizeof(c[8]), "%" PRIu64, p->clock_refused);
+		snprintf(c[9], sizeof(c[9]), "%" PRIu64 " / %" PRIu64, p->conflicts_lost,
+			 p->conflicts_won);
+		for (size_t j = 0; j < NCOLS; j++)
+			cell(c[j], cols[j].width);
+		putchar('\n');
+	}
+}
+
 static void status_peers(const struct tdm_status *st)
 {
 	if (st->n_peers <= 0) {
@@ -396,9 +510,30 @@ static void status_peers(const struct tdm_status *st)
 	printf("\npeers (from their heartbeats)\n");
 	status_members(st);
 	status_streams(st);
+	if (st->mode == TDM_MODE_MULTI_PRIMARY)
+		status_origins(st);
 }
 
 #define JU64(name, v) printf(",\"%s\":%" PRIu64, name, (uint64_t)(v))
+
+/* Multi-primary: the peer's own writes as this node copies them (zeros in primary-replica). */
+static void json_origin(const struct tdm_peer_status *p)
+{
+	printf(",\"origin_state\":\"%s\"",
+	       tdm_peer_state_name((enum tdm_peer_state)p->origin_state));
+	JU64("origin_sent", p->origin_sent);
+	JU64("origin_received", p->origin_received);
+	JU64("origin_durable", p->origin_durable);
+	JU64("origin_applied", p->origin_applied);
+	JU64("origin_received_behind_bytes", gap(p->origin_sent, p->origin_received));
+	JU64("origin_durable_behind_bytes", gap(p->origin_sent, p->origin_durable));
+	JU64("origin_applied_behind_bytes", gap(p->origin_sent, p->origin_applied));
+	JU64("origin_lag_ns", p->origin_lag_ns);
+	printf(",\"clock_offset_ns\":%" PRId64, p->clock_offset_ns);
+	JU64("clock_refused", p->clock_refused);
+	JU64("conflicts_lost", p->conflicts_lost);
+	JU64("conflicts_won", p->conflicts_won);
+}
 
 static void json_peer(const struct tdm_status *st, const struct tdm_peer_status *p)
 {
@@ -433,6 +568,7 @@ static void json_peer(const struct tdm_status *st, const struct tdm_peer_status 
 		JU64("beat_age_ns", p->beat_age_ns);
 	else
 		fputs(",\"beat_age_ns\":null", stdout);
+	json_origin(p);
 	putchar('}');
 }
 
@@ -478,6 +614,17 @@ static void status_json(const char *dir, const struct tdm_status *st)
 	fputs(",\"failover_note\":", stdout);
 	tdm_ctl_json_str(stdout, st->failover_note,
 			 strnlen(st->failover_note, sizeof(st->failover_note)), false);
+	printf(",\"mode\":\"%s\",\"write_mode\":\"%s\",\"writable\":%s", mode_name(st->mode),
+	       write_mode_name(st->write_mode), st->writable ? "true" : "false");
+	JU64("hlc", st->hlc);
+	JU64("max_clock_offset_ms", st->max_clock_offset_ms);
+	JU64("clock_refused", st->clock_refused);
+	JU64("conflicts_stale", st->conflicts_stale);
+	JU64("conflicts_stale_in_window", st->conflicts_stale_in_window);
+	JU64("conflicts_overwrites", st->conflicts_overwrites);
+	JU64("tombstones", st->tombstones);
+	JU64("tombstones_purged", st->tombstones_purged);
+	JU64("purge_hlc", st->purge_hlc);
 	JU64("uptime_ns", st->uptime_ns);
 	JU64("updated_ns", st->updated_ns);
 	fputs(",\"peers\":[", stdout);
@@ -504,6 +651,16 @@ int tdm_ctl_not_running(const char *path, const char *dir, int rc, const struct 
 			m != NULL ? m : tdm_strerror(rc));
 	}
 	return TDM_CTL_EXIT_ERROR;
+}
+
+int tdm_ctl_read_status(const char *path, const char *dir, struct tdm_status *st)
+{
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	tdm_err_clear();
+	rc = tdm_status_read(dir, st);
+	return rc == 0 ? 0 : tdm_ctl_not_running(path, dir, rc, st);
 }
 
 /* After a control request failed: the node is not running, or it refused or did not answer. */
@@ -539,12 +696,24 @@ static void status_help(void)
 	      "row per log stream (this primary's replicas, or this replica's primary): what was\n"
 	      "sent, and for received/durable/applied how far the peer is behind the tail in\n"
 	      "bytes and in time, its rate, resyncs and rewinds.\n"
+	      "A multi-primary node shows instead of the failover lines: write_mode, whether it\n"
+	      "takes writes (and why not), its hybrid logical clock (hlc), the max clock offset\n"
+	      "and the records refused for it, conflicts (stale: incoming versions that lost,\n"
+	      "those within the window; overwrites) and tombstones (held, purged, purge point).\n"
+	      "Its stream rows are its own writes to each peer; then one row per peer for that\n"
+	      "peer's writes as this node copies them: state, where they end, received/durable/\n"
+	      "applied bytes behind that end, lag, the peer's clock offset, records refused,\n"
+	      "conflicts its versions lost and won.\n"
 	      "Read from the node's status file, so it works while the node is busy.\n"
 	      "\n"
 	      "Options:\n" TDM_CTL_TARGET_HELP
 	      "  -j, --json           one JSON object with every field (numbers as numbers;\n"
 	      "                       digest also as digest_hex; a peer never heard has role\n"
-	      "                       and beat_age_ns null); with --watch, one per line\n"
+	      "                       and beat_age_ns null; mode, write_mode, writable, hlc\n"
+	      "                       and the multi-primary counters, and per peer origin_*,\n"
+	      "                       clock_offset_ns, clock_refused, conflicts_lost/won:\n"
+	      "                       zero in primary-replica; an hlc may exceed 2^53); with\n"
+	      "                       --watch, one per line\n"
 	      "  -w, --watch SECONDS  print again every SECONDS (1..86400) until interrupted\n"
 	      "  -h, --help           show this help\n"
 	      "\n"
@@ -557,12 +726,9 @@ static void status_help(void)
 static int status_once(const char *dir, bool json, uint64_t watch)
 {
 	struct tdm_status st;
-	int rc;
 
-	memset(&st, 0, sizeof(st));
-	tdm_err_clear();
-	if ((rc = tdm_status_read(dir, &st)) != 0)
-		return tdm_ctl_not_running(STATUS_PATH, dir, rc, &st);
+	if (tdm_ctl_read_status(STATUS_PATH, dir, &st) != 0)
+		return TDM_CTL_EXIT_ERROR;
 	if (json) {
 		status_json(dir, &st);
 		return TDM_CTL_EXIT_OK;

@@ -105,6 +105,11 @@ uint64_t tdm_load_keys_next(struct tdm_load_keys *k)
 	return r < k->n ? r : k->n - 1;
 }
 
+uint64_t tdm_load_spread_key(uint64_t r, uint64_t n, uint64_t shared, int node)
+{
+	return r < shared ? r : shared + (uint64_t)node * (n - shared) + (r - shared);
+}
+
 void tdm_load_key_format(uint64_t id, char out[TDM_LOAD_KEY_LEN])
 {
 	out[0] = 'k';

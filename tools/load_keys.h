@@ -59,6 +59,19 @@ int tdm_load_keys_init(struct tdm_load_keys *k, enum tdm_load_dist dist, uint64_
 /** Draw the next key number (0..n-1). */
 uint64_t tdm_load_keys_next(struct tdm_load_keys *k);
 
+/**
+ * tandem-load --spread: the key number that node `node` (its --attach position, from 0) writes
+ * for a draw r (0..n-1). Draws below `shared` are the same key on every node; the rest are the
+ * node's own, disjoint from every other node's:
+ *
+ *   shared keys  0 .. shared-1                       (r as is)
+ *   node i       shared + i*(n-shared) .. shared + (i+1)*(n-shared) - 1
+ *
+ * so with a hot distribution (zipf: rank 0 most frequent) the shared keys are the hottest.
+ * @return the key number: below shared + nodes*(n-shared).
+ */
+uint64_t tdm_load_spread_key(uint64_t r, uint64_t n, uint64_t shared, int node);
+
 /** Write key number id as its 16 bytes ("k" and id in 15 zero-padded digits; no NUL). */
 void tdm_load_key_format(uint64_t id, char out[TDM_LOAD_KEY_LEN]);
 

@@ -63,6 +63,19 @@ static const char help_text[] =
 /* In two pieces: C11 compilers need not take a string literal over 4095 bytes. */
 static const char help_text2[] =
 "\n"
+"Every node at once (multi-primary, where every node takes writes):\n"
+"  --spread               with --attach: write to every attached node at once, one writer\n"
+"                         thread per node, each with its own --rate, --count, --pipeline and\n"
+"                         progress line; node i (the i-th --attach, from 0) draws its keys\n"
+"                         with seed + i. The report has each node's figures and the total\n"
+"  --shared PCT           with --spread: the first PCT %% of the key space (0..100, default\n"
+"                         0) is the same keys on every node, where their writes conflict;\n"
+"                         the rest of each node's draws go to keys of its own (node i:\n"
+"                         S + i*(N-S) .. S + (i+1)*(N-S) - 1, N = --keys, S = N*PCT/100)\n"
+"  --verify               with --spread: at the end, wait until every node has applied every\n"
+"                         other node's writes, then compare the digests of all nodes (exit 1\n"
+"                         when they differ) and report each node's conflict counters\n"
+"\n"
 "Output:\n"
 "  A start line and a progress line each second on stderr: elapsed time, writes/s, MB/s of\n"
 "  keys and values, p50/p99/max latency of that second, failed and degraded writes; with\n"
@@ -94,7 +107,9 @@ static const char help_text2[] =
 "  tandem-load --attach /tmp/tandem/n1 --attach /tmp/tandem/n2 --follow --rate 10000 \\\n"
 "      --duration 30 --level durable\n"
 "  tandem-load --attach /tmp/tandem/n1 --dist zipf --keys 1000000 --delete-ratio 100 \\\n"
-"      --count 1000000 --warmup 2\n";
+"      --count 1000000 --warmup 2\n"
+"  tandem-load --attach /tmp/tandem/n1 --attach /tmp/tandem/n2 --attach /tmp/tandem/n3 \\\n"
+"      --spread --shared 10 --rate 5000 --duration 10 --verify\n";
 
 /* Exit status 2 (TDM_CTL_EXIT_USAGE == TDM_LOAD_EXIT_USAGE), like tandemctl's and tandemd's. */
 #define usage_error(...) tdm_ctl_usage_error("tandem-load", __VA_ARGS__)
@@ -145,13 +160,15 @@ static int parse_double(const char *opt, const char *s, double min, double max, 
 enum {
 	OPT_ATTACH = 256, OPT_CONFIG, OPT_SET, OPT_RATE, OPT_DURATION, OPT_COUNT, OPT_WARMUP,
 	OPT_PIPELINE, OPT_LEVEL, OPT_VALUE_SIZE, OPT_KEYS, OPT_DIST, OPT_THETA, OPT_DELETE,
-	OPT_SEED, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_FOLLOW, OPT_VERIFY,
+	OPT_SEED, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_FOLLOW, OPT_VERIFY, OPT_SPREAD, OPT_SHARED,
 };
 
 static const struct option long_opts[] = {
 	{ "attach", required_argument, NULL, OPT_ATTACH },
 	{ "follow", no_argument, NULL, OPT_FOLLOW },
 	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "spread", no_argument, NULL, OPT_SPREAD },
+	{ "shared", required_argument, NULL, OPT_SHARED },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "rate", required_argument, NULL, OPT_RATE },
@@ -206,6 +223,9 @@ static int parse_load_option(struct tdm_load_opts *o, int c, const char *arg)
 		return parse_u32("delete-ratio", arg, 0, 1000, &o->delete_permille);
 	case OPT_SEED:
 		return parse_u64("seed", arg, 0, UINT64_MAX, &o->seed);
+	case OPT_SHARED:
+		o->shared_set = true;
+		return parse_u32("shared", arg, 0, 100, &o->shared_pct);
 	}
 	return usage_error("unknown option");
 }
@@ -229,6 +249,9 @@ static int parse_option(struct tdm_load_opts *o, int c, char *arg)
 		return 0;
 	case OPT_VERIFY:
 		o->verify = true;
+		return 0;
+	case OPT_SPREAD:
+		o->spread = true;
 		return 0;
 	case OPT_CONFIG:
 		o->config_path = arg;
@@ -262,6 +285,25 @@ static int parse_option(struct tdm_load_opts *o, int c, char *arg)
 	return parse_load_option(o, c, arg);
 }
 
+/* --spread and --shared: with --attach only, neither --follow nor --plot; every node's own keys
+ * must fit the key format beside the shared ones. */
+static int check_spread(const struct tdm_load_opts *o)
+{
+	if (!o->spread)
+		return usage_error("--shared needs --spread (writes to every attached node)");
+	if (o->attach_dir == NULL)
+		return usage_error("--spread needs --attach DATA_DIR for every node to write to");
+	if (o->follow)
+		return usage_error("--spread writes to every node; --follow is for one primary");
+	if (o->plot_path != NULL)
+		return usage_error("--plot is for one writer; leave it out with --spread");
+	if (o->keys > TDM_LOAD_KEYS_MAX / (uint64_t)o->n_attach)
+		return usage_error("--keys %llu: with --spread over %d nodes, at most %llu (every "
+				   "node's own keys must fit 15 digits)", (unsigned long long)o->keys,
+				   o->n_attach, TDM_LOAD_KEYS_MAX / (unsigned long long)o->n_attach);
+	return 0;
+}
+
 /* Options that make sense only together, or not at all together. */
 static int check_options(const struct tdm_load_opts *o)
 {
@@ -275,7 +317,10 @@ static int check_options(const struct tdm_load_opts *o)
 	if (o->n_sets != 0 && o->config_path == NULL)
 		return usage_error("--set overrides keys of --config FILE; with --attach, change "
 				   "the running node's configuration instead");
-	if (o->verify && (o->attach_dir == NULL || o->delete_permille != 0 || o->value_size < 8))
+	if ((o->spread || o->shared_set) && check_spread(o) != 0)
+		return TDM_LOAD_EXIT_USAGE;
+	if (o->verify && !o->spread &&
+	    (o->attach_dir == NULL || o->delete_permille != 0 || o->value_size < 8))
 		return usage_error("--verify needs --attach, no --delete-ratio and --value-size of at "
 				   "least 8 (each value starts with its write's number)");
 	if (o->duration_set && o->count != 0)

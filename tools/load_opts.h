@@ -20,7 +20,11 @@ struct tdm_load_opts {
 	const char *attach_dirs[TDM_LOAD_MAX_ATTACH]; /**< every --attach, in order */
 	int n_attach;
 	bool follow;              /**< --follow: write to whichever attached node is primary */
-	bool verify;              /**< --verify: read acknowledged writes back at the end */
+	bool verify;              /**< --verify: read acknowledged writes back at the end; with
+	                               --spread: compare every node's digest */
+	bool spread;              /**< --spread: a writer per attached node (load_spread.c) */
+	uint32_t shared_pct;      /**< --shared: percent of the key space written on every node */
+	bool shared_set;
 	const char *config_path;  /**< --config */
 	char **sets;              /**< --set section.key=value, in command-line order (owned) */
 	int n_sets;

@@ -38,6 +38,7 @@
 #include "load_opts.h"
 #include "load_verify.h"
 #include "load_plot.h"
+#include "load_run.h"
 #include "tandem.h"
 
 #define TICK_NS 100000000ull     /**< plot interval: 100 ms */
@@ -51,18 +52,6 @@
 static volatile sig_atomic_t stop_requested;
 
 /* ---- The run ---- */
-
-/** Outcomes of writes, for one second or the whole run. */
-struct load_counts {
-	uint64_t writes;       /**< sent and waited for */
-	uint64_t deletes;      /**< of which deletes */
-	uint64_t bytes;        /**< of keys and values */
-	uint64_t failed;       /**< waits that timed out (policy fail) */
-	uint64_t degraded;     /**< acknowledged at local instead (policy degrade) */
-	uint64_t backpressure; /**< writes that met a full ring and were retried */
-	uint64_t no_primary;   /**< --follow: failed, the node was not (or no longer) the primary
-	                            or gone; not in writes, bytes or the latencies */
-};
 
 /** One write of a batch, until its wait returns. */
 struct load_slot {
@@ -82,7 +71,7 @@ struct load_target {
 	uint64_t next_attach;      /**< when to try attaching it again */
 };
 
-struct load_run {
+struct tdm_load_run {
 	const struct tdm_load_opts *o;
 	struct tdm_node *node;     /**< written to; NULL while there is no primary (--follow) */
 	struct load_target targets[TDM_LOAD_MAX_ATTACH];
@@ -97,7 +86,12 @@ struct load_run {
 	uint8_t *value;
 	uint64_t value_seq;        /**< stamped into each value so that values differ */
 	struct load_slot *batch;   /**< pipeline slots */
+	bool verify_keys;          /**< --verify (not --spread): track each key's writes */
 	struct tdm_load_verify verify; /**< --verify */
+	/* --spread (load_spread.c): this writer is one of several, one per attached node */
+	int spread_index;          /**< its node's --attach position; -1: not spread */
+	uint64_t shared_keys;      /**< draws below this are the same key on every node */
+	char label[24];            /**< "node 2: " before its progress lines; "" */
 	/* Times (CLOCK_MONOTONIC ns) and progress of the schedule. */
 	uint64_t t0;               /**< start, warmup included */
 	uint64_t measure_start;    /**< t0 + warmup */
@@ -110,7 +104,7 @@ struct load_run {
 	/* Intervals: a 100 ms tick, merged into its second and (measuring) into the run. */
 	uint64_t tick_start, sec_start;
 	int ticks;                 /**< ticks closed in this second */
-	struct load_counts sec, total;
+	struct tdm_load_counts sec, total;
 	struct tdm_load_hist tick_h, sec_h, total_h;
 	struct tdm_load_plot_point *pts;
 	size_t n_pts, cap_pts;
@@ -127,7 +121,7 @@ struct load_run {
 	size_t n_outages, cap_outages;
 };
 
-static uint64_t now_ns(void)
+uint64_t tdm_load_now_ns(void)
 {
 	struct timespec ts;
 
@@ -142,7 +136,7 @@ static void on_signal(int sig)
 }
 
 /* Intended send time of write i at a fixed rate: t0 + floor(i * 1e9 / rate), in 64 bits. */
-static uint64_t intended(const struct load_run *r, uint64_t i)
+static uint64_t intended(const struct tdm_load_run *r, uint64_t i)
 {
 	uint64_t rate = r->o->rate;
 
@@ -150,48 +144,38 @@ static uint64_t intended(const struct load_run *r, uint64_t i)
 }
 
 /* How many writes are due before time t at a fixed rate (intended(i) < t). */
-static uint64_t due_before(const struct load_run *r, uint64_t t)
+static uint64_t due_before(const struct tdm_load_run *r, uint64_t t)
 {
 	uint64_t d = t - r->t0, rate = r->o->rate;
 
 	return d / 1000000000ull * rate + (d % 1000000000ull * rate + 999999999ull) / 1000000000ull;
 }
 
-/* "850 ns", "12.3 us", "1.20 ms", "2.00 s" (with a real micro sign). */
-static const char *fmt_ns(char buf[24], uint64_t ns)
-{
-	if (ns < 1000)
-		snprintf(buf, 24, "%llu ns", (unsigned long long)ns);
-	else if (ns < 1000000)
-		snprintf(buf, 24, "%.1f \xc2\xb5s", (double)ns / 1e3);
-	else if (ns < 1000000000)
-		snprintf(buf, 24, "%.2f ms", (double)ns / 1e6);
-	else
-		snprintf(buf, 24, "%.2f s", (double)ns / 1e9);
-	return buf;
-}
-
-static void print_progress(const struct load_run *r, uint64_t t_end)
+/* One line on stderr, in one write: --spread's writers print theirs from several threads. */
+static void print_progress(const struct tdm_load_run *r, uint64_t t_end)
 {
 	double secs = t_end > r->sec_start ? (double)(t_end - r->sec_start) / 1e9 : 1e-9;
-	char p50[24], p99[24], max[24], total[24];
+	char p50[24], p99[24], max[24], total[24], line[320];
+	int n;
 
-	fprintf(stderr, "%8.1fs%s %10.0f writes/s %9.2f MB/s  p50 %10s  p99 %10s  max %10s  "
-		"failed %llu  degraded %llu", (double)(t_end - r->t0) / 1e9,
-		r->measuring ? "" : " warmup", (double)r->sec.writes / secs,
-		(double)r->sec.bytes / secs / 1e6, fmt_ns(p50, tdm_load_hist_percentile(&r->sec_h, 50)),
-		fmt_ns(p99, tdm_load_hist_percentile(&r->sec_h, 99)), fmt_ns(max, r->sec_h.max),
-		(unsigned long long)r->sec.failed, (unsigned long long)r->sec.degraded);
-	if (r->o->follow)
-		fprintf(stderr, "  no-primary %llu  failovers %llu  unavailable %s (max %s)%s",
-			(unsigned long long)r->sec.no_primary, (unsigned long long)r->failovers,
-			fmt_ns(total, r->unavail_total), fmt_ns(max, r->unavail_max),
-			r->lost ? "  NO PRIMARY" : "");
-	fputc('\n', stderr);
+	n = snprintf(line, sizeof(line), "%s%8.1fs%s %10.0f writes/s %9.2f MB/s  p50 %10s  p99 "
+		     "%10s  max %10s  failed %llu  degraded %llu", r->label,
+		     (double)(t_end - r->t0) / 1e9, r->measuring ? "" : " warmup",
+		     (double)r->sec.writes / secs, (double)r->sec.bytes / secs / 1e6,
+		     tdm_load_fmt_ns(p50, tdm_load_hist_percentile(&r->sec_h, 50)),
+		     tdm_load_fmt_ns(p99, tdm_load_hist_percentile(&r->sec_h, 99)),
+		     tdm_load_fmt_ns(max, r->sec_h.max), (unsigned long long)r->sec.failed,
+		     (unsigned long long)r->sec.degraded);
+	if (r->o->follow && n > 0 && (size_t)n < sizeof(line))
+		snprintf(line + n, sizeof(line) - (size_t)n, "  no-primary %llu  failovers %llu  "
+			 "unavailable %s (max %s)%s", (unsigned long long)r->sec.no_primary,
+			 (unsigned long long)r->failovers, tdm_load_fmt_ns(total, r->unavail_total),
+			 tdm_load_fmt_ns(max, r->unavail_max), r->lost ? "  NO PRIMARY" : "");
+	fprintf(stderr, "%s\n", line);
 }
 
 /* Keep the latencies of a measured tick for the plot. Grows per tick, never per write. */
-static void add_point(struct load_run *r, uint64_t t_end)
+static void add_point(struct tdm_load_run *r, uint64_t t_end)
 {
 	if (r->n_pts == r->cap_pts) {
 		size_t cap = r->cap_pts != 0 ? 2 * r->cap_pts : 1024;
@@ -213,7 +197,7 @@ static void add_point(struct load_run *r, uint64_t t_end)
 
 /* Close the tick that ends at t_end, and its second when it is the tenth or when `partial`
  * (the warmup or the run ends inside it). */
-static void close_interval(struct load_run *r, uint64_t t_end, bool partial)
+static void close_interval(struct tdm_load_run *r, uint64_t t_end, bool partial)
 {
 	if (r->tick_h.count != 0) {
 		if (r->measuring) {
@@ -228,14 +212,14 @@ static void close_interval(struct load_run *r, uint64_t t_end, bool partial)
 		return;
 	if (!r->o->quiet && t_end - r->sec_start >= TICK_NS) /* not a sliver at the end */
 		print_progress(r, t_end);
-	r->sec = (struct load_counts){ 0 };
+	r->sec = (struct tdm_load_counts){ 0 };
 	tdm_load_hist_reset(&r->sec_h);
 	r->sec_start = t_end;
 	r->ticks = 0;
 }
 
 /* Close every interval that ended by now, and start measuring at measure_start. */
-static void flush_intervals(struct load_run *r, uint64_t now)
+static void flush_intervals(struct tdm_load_run *r, uint64_t now)
 {
 	if (!r->measuring && now >= r->measure_start) {
 		while (r->tick_start + TICK_NS <= r->measure_start)
@@ -253,7 +237,7 @@ static bool no_primary(int rc)
 	return rc == TDM_ERR_NOT_PRIMARY || rc == TDM_ERR_CLOSED;
 }
 
-static void count_write(struct load_counts *c, const struct load_slot *s, int rc)
+static void count_write(struct tdm_load_counts *c, const struct load_slot *s, int rc)
 {
 	if (no_primary(rc)) {
 		c->no_primary++;
@@ -268,7 +252,7 @@ static void count_write(struct load_counts *c, const struct load_slot *s, int rc
 }
 
 /* One write's outcome rc at done (intervals flushed up to done). */
-static void record_one(struct load_run *r, const struct load_slot *s, uint64_t done, int rc)
+static void record_one(struct tdm_load_run *r, const struct load_slot *s, uint64_t done, int rc)
 {
 	bool measured = s->start >= r->measure_start;
 
@@ -282,7 +266,7 @@ static void record_one(struct load_run *r, const struct load_slot *s, uint64_t d
 }
 
 /* An acknowledged write at done ends the outage going on, if any. */
-static void end_outage(struct load_run *r, uint64_t done)
+static void end_outage(struct tdm_load_run *r, uint64_t done)
 {
 	uint64_t ns = done > r->unavail_since ? done - r->unavail_since : 0;
 
@@ -307,14 +291,14 @@ static void end_outage(struct load_run *r, uint64_t done)
 }
 
 /* The batch's wait returned rc at done: every write of it shares the outcome. */
-static void record_batch(struct load_run *r, uint32_t n, uint64_t done, int rc)
+static void record_batch(struct tdm_load_run *r, uint32_t n, uint64_t done, int rc)
 {
 	flush_intervals(r, done);
 	if (rc == 0 || rc == TDM_ERR_DEGRADED)
 		end_outage(r, done);
 	for (uint32_t i = 0; i < n; i++) {
 		record_one(r, &r->batch[i], done, rc);
-		if (r->o->verify && (rc == 0 || rc == TDM_ERR_DEGRADED))
+		if (r->verify_keys && (rc == 0 || rc == TDM_ERR_DEGRADED))
 			tdm_load_verify_acked(&r->verify, r->batch[i].key, r->batch[i].seq);
 	}
 }
@@ -322,7 +306,7 @@ static void record_batch(struct load_run *r, uint32_t n, uint64_t done, int rc)
 /* ---- Writing ---- */
 
 /* A call failed in a way the run cannot go on from: say so. @return exit status 1. */
-static int fail(struct load_run *r, const char *what, int rc)
+static int fail(struct tdm_load_run *r, const char *what, int rc)
 {
 	char msg[512], who[48];
 	struct tdm_status st;
@@ -330,7 +314,10 @@ static int fail(struct load_run *r, const char *what, int rc)
 	uint32_t e = 0;
 
 	snprintf(msg, sizeof(msg), "%s", tdm_ctl_errmsg() != NULL ? tdm_ctl_errmsg() : "");
-	if (rc == TDM_ERR_NOT_PRIMARY && r->node != NULL && tdm_status(r->node, &st) == 0 &&
+	if (rc == TDM_ERR_NOT_PRIMARY && r->spread_index >= 0) {
+		fprintf(stderr, "tandem-load: %s: node %u (%s) refuses writes\n", what,
+			(unsigned)r->primary_id, r->targets[0].dir);
+	} else if (rc == TDM_ERR_NOT_PRIMARY && r->node != NULL && tdm_status(r->node, &st) == 0 &&
 	    tdm_primary(r->node, &p, &e) == 0) {
 		if (p == st.node_id)
 			snprintf(who, sizeof(who), "it is the primary but refuses writes");
@@ -350,7 +337,7 @@ static int fail(struct load_run *r, const char *what, int rc)
 }
 
 /* Nothing to do until later: let the node work (it runs here) or give up the CPU. */
-static int idle_step(struct load_run *r)
+static int idle_step(struct tdm_load_run *r)
 {
 	if (!r->drive) {
 		sched_yield();
@@ -361,10 +348,10 @@ static int idle_step(struct load_run *r)
 }
 
 /* Wait until time `until` (or a signal), driving the node or sleeping when it is far. */
-static int pace(struct load_run *r, uint64_t until)
+static int pace(struct tdm_load_run *r, uint64_t until)
 {
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = tdm_load_now_ns();
 		if (now >= until || stop_requested)
 			return 0;
 		if (!r->drive && until - now > PACE_SLEEP_NS) {
@@ -381,7 +368,7 @@ static int pace(struct load_run *r, uint64_t until)
 
 /* Append one write (retrying while the ring is full). @return 0 with *end; a put/delete
  * error; TDM_ERR_BACKPRESSURE when a signal came while the ring was full (not sent). */
-static int send_one(struct load_run *r, struct load_slot *s, uint64_t *end)
+static int send_one(struct tdm_load_run *r, struct load_slot *s, uint64_t *end)
 {
 	const struct tdm_load_opts *o = r->o;
 	char key[TDM_LOAD_KEY_LEN];
@@ -391,12 +378,14 @@ static int send_one(struct load_run *r, struct load_slot *s, uint64_t *end)
 	s->bytes = TDM_LOAD_KEY_LEN + (s->del ? 0 : o->value_size);
 	s->met_full = false;
 	s->key = tdm_load_keys_next(&r->keys);
+	if (r->spread_index >= 0)
+		s->key = tdm_load_spread_key(s->key, o->keys, r->shared_keys, r->spread_index);
 	tdm_load_key_format(s->key, key);
 	if (!s->del) {
 		r->value_seq++;
 		memcpy(r->value, &r->value_seq, o->value_size < 8 ? o->value_size : 8);
 		s->seq = r->value_seq;
-		if (o->verify)
+		if (r->verify_keys)
 			tdm_load_verify_tried(&r->verify, s->key, s->seq);
 	}
 	for (uint32_t tries = 1;; tries++) {
@@ -418,7 +407,7 @@ static int send_one(struct load_run *r, struct load_slot *s, uint64_t *end)
 }
 
 /* Whether a write that would start at t is part of the run. */
-static bool wanted(const struct load_run *r, uint64_t t)
+static bool wanted(const struct tdm_load_run *r, uint64_t t)
 {
 	if (r->o->count != 0)
 		return t < r->measure_start || r->measured_sent < r->o->count;
@@ -466,7 +455,7 @@ static bool target_alive(struct load_target *t, uint64_t now)
 
 /* The attached node that is primary: the live one that says so, with the highest epoch.
  * @return its index (*epoch its epoch), or -1. */
-static int find_primary(struct load_run *r, uint64_t now, uint32_t *epoch)
+static int find_primary(struct tdm_load_run *r, uint64_t now, uint32_t *epoch)
 {
 	int best = -1;
 
@@ -486,7 +475,7 @@ static int find_primary(struct load_run *r, uint64_t now, uint32_t *epoch)
 }
 
 /* Write to the primary among the attached nodes, if there is one. @return whether there is. */
-static bool retarget(struct load_run *r, uint64_t now)
+static bool retarget(struct tdm_load_run *r, uint64_t now)
 {
 	uint32_t epoch = 0;
 	int i = find_primary(r, now, &epoch);
@@ -513,7 +502,7 @@ static bool retarget(struct load_run *r, uint64_t now)
 }
 
 /* What each attached node says, after no primary was found. */
-static void describe_targets(const struct load_run *r)
+static void describe_targets(const struct tdm_load_run *r)
 {
 	for (int i = 0; i < r->n_targets; i++) {
 		const struct load_target *t = &r->targets[i];
@@ -530,16 +519,16 @@ static void describe_targets(const struct load_run *r)
 }
 
 /* A write failed for want of a primary: look for it (the outage began with that write). */
-static void lose_primary(struct load_run *r)
+static void lose_primary(struct tdm_load_run *r)
 {
 	r->lost = true;
 	r->node = NULL; /* find_primary may close it */
 	r->next_probe = 0;
-	r->retry_same = now_ns() + PROBE_NS;
+	r->retry_same = tdm_load_now_ns() + PROBE_NS;
 }
 
 /* Fixed rate, no primary: the writes that come due fail at once (not sent). */
-static void fail_due(struct load_run *r, uint64_t now)
+static void fail_due(struct tdm_load_run *r, uint64_t now)
 {
 	struct load_slot s = { 0 };
 
@@ -555,7 +544,7 @@ static void fail_due(struct load_run *r, uint64_t now)
 
 /* No primary to write to: ask the nodes every PROBE_NS, pace meanwhile; give up when nothing
  * was acknowledged for GIVE_UP_NS. @return 0, or exit status 1. */
-static int follow_step(struct load_run *r, uint64_t now)
+static int follow_step(struct tdm_load_run *r, uint64_t now)
 {
 	uint64_t tick_end = r->tick_start + TICK_NS;
 
@@ -580,7 +569,7 @@ static int follow_step(struct load_run *r, uint64_t now)
  * waited, or does not know yet that another node was elected (it is cut off, or dying: a
  * killed tandemd can take a second or more to exit). @return rc, or TDM_ERR_CLOSED /
  * TDM_ERR_NOT_PRIMARY. */
-static int still_primary(struct load_run *r, int rc)
+static int still_primary(struct tdm_load_run *r, int rc)
 {
 	uint16_t p;
 	uint32_t e, newest = 0;
@@ -590,7 +579,7 @@ static int still_primary(struct load_run *r, int rc)
 		return alive;
 	if (p != r->primary_id || e != r->epoch)
 		return TDM_ERR_NOT_PRIMARY;
-	i = find_primary(r, now_ns(), &newest);
+	i = find_primary(r, tdm_load_now_ns(), &newest);
 	if (r->targets[r->cur].node != r->node)
 		return TDM_ERR_CLOSED; /* find_primary found it gone (restarted) and detached it */
 	return i >= 0 && newest > r->epoch ? TDM_ERR_NOT_PRIMARY : rc;
@@ -601,7 +590,7 @@ static int still_primary(struct load_run *r, int rc)
 /* Send up to --pipeline writes (at a fixed rate: those already due), wait for the last. A write
  * that fails for want of a primary (--follow) ends the batch; the ones before it are waited
  * for. */
-static int run_batch(struct load_run *r, uint64_t now)
+static int run_batch(struct tdm_load_run *r, uint64_t now)
 {
 	uint64_t end = 0, put_failed_at = 0;
 	uint32_t n = 0;
@@ -609,7 +598,7 @@ static int run_batch(struct load_run *r, uint64_t now)
 
 	while (n < r->o->pipeline) {
 		struct load_slot *s = &r->batch[n];
-		s->start = r->o->rate != 0 ? intended(r, r->sent) : now_ns();
+		s->start = r->o->rate != 0 ? intended(r, r->sent) : tdm_load_now_ns();
 		if (r->o->rate != 0 && n != 0 && s->start > now)
 			break; /* on schedule: the next write is not due yet */
 		if (!wanted(r, s->start))
@@ -623,7 +612,7 @@ static int run_batch(struct load_run *r, uint64_t now)
 		r->measured_sent += s->start >= r->measure_start;
 		if (rc < 0) {
 			put_rc = rc; /* batch[n]: not appended */
-			put_failed_at = now_ns();
+			put_failed_at = tdm_load_now_ns();
 			break;
 		}
 		n++;
@@ -636,9 +625,9 @@ static int run_batch(struct load_run *r, uint64_t now)
 	if (rc != 0 && rc != TDM_ERR_TIMEOUT && rc != TDM_ERR_DEGRADED &&
 	    !(r->o->follow && no_primary(rc)))
 		return fail(r, "wait", rc);
-	record_batch(r, n, now_ns(), rc);
+	record_batch(r, n, tdm_load_now_ns(), rc);
 	if (put_rc != 0)
-		record_one(r, &r->batch[n], now_ns(), put_rc);
+		record_one(r, &r->batch[n], tdm_load_now_ns(), put_rc);
 	/* --follow: an outage begins with the first write that fails, timed out or not taken */
 	if (r->o->follow && r->unavail_since == 0 && (rc == TDM_ERR_TIMEOUT || no_primary(rc)))
 		r->unavail_since = now;
@@ -654,12 +643,12 @@ static int run_batch(struct load_run *r, uint64_t now)
 	return rc < 0 ? fail(r, "running the node", rc) : 0;
 }
 
-static int run(struct load_run *r)
+static int run(struct tdm_load_run *r)
 {
 	int rc;
 
 	for (;;) {
-		uint64_t now = now_ns(), next = r->o->rate != 0 ? intended(r, r->sent) : now;
+		uint64_t now = tdm_load_now_ns(), next = r->o->rate != 0 ? intended(r, r->sent) : now;
 		flush_intervals(r, now);
 		if (stop_requested) {
 			r->stop_reason = "interrupted";
@@ -686,7 +675,7 @@ static int run(struct load_run *r)
 		if (rc != 0)
 			return rc;
 	}
-	r->stopped_at = now_ns();
+	r->stopped_at = tdm_load_now_ns();
 	flush_intervals(r, r->stopped_at);
 	close_interval(r, r->stopped_at, true);
 	return 0;
@@ -706,7 +695,7 @@ static int config_error(int rc, const char *what)
 }
 
 /* --config: load, override, check, force threads = 0, open. */
-static int open_config(struct load_run *r, struct tdm_load_opts *o)
+static int open_config(struct tdm_load_run *r, struct tdm_load_opts *o)
 {
 	struct tdm_config cfg;
 	int rc;
@@ -745,9 +734,9 @@ static int open_config(struct load_run *r, struct tdm_load_opts *o)
 
 /* --attach: join the running nodes and pick the primary among them (with --follow, wait up to
  * START_WAIT_NS for one, and for nodes not up yet); refuse to start without one. */
-static int open_attach(struct load_run *r, const struct tdm_load_opts *o)
+static int open_attach(struct tdm_load_run *r, const struct tdm_load_opts *o)
 {
-	uint64_t now = now_ns(), deadline = now + START_WAIT_NS;
+	uint64_t now = tdm_load_now_ns(), deadline = now + START_WAIT_NS;
 	int rc;
 
 	r->n_targets = o->n_attach;
@@ -776,22 +765,26 @@ static int open_attach(struct load_run *r, const struct tdm_load_opts *o)
 		}
 		struct timespec ts = { 0, (long)PROBE_NS };
 		nanosleep(&ts, NULL);
-		now = now_ns();
+		now = tdm_load_now_ns();
 	}
 	return 0;
 }
 
 /* Buffers, key generator and schedule; the histograms are in r (zeroed by calloc). */
-static int prepare(struct load_run *r, const struct tdm_load_opts *o)
+static int prepare(struct tdm_load_run *r, const struct tdm_load_opts *o, int spread_index)
 {
+	uint64_t seed = o->seed + (uint64_t)(spread_index > 0 ? spread_index : 0);
 	struct tdm_load_rng fill;
 
 	r->o = o;
-	if (tdm_load_keys_init(&r->keys, o->dist, o->keys, o->theta, o->seed) != 0)
+	r->spread_index = spread_index;
+	r->shared_keys = o->keys * o->shared_pct / 100;
+	r->verify_keys = o->verify && spread_index < 0;
+	if (tdm_load_keys_init(&r->keys, o->dist, o->keys, o->theta, seed) != 0)
 		return EXIT_FAILURE; /* not reached: the options were checked */
-	tdm_load_rng_seed(&r->ops, o->seed ^ 0x6f70735f6c6f6164ull);
-	tdm_load_rng_seed(&fill, o->seed ^ 0x76616c75655f6c64ull);
-	if (o->verify && tdm_load_verify_init(&r->verify, o->keys) != 0) {
+	tdm_load_rng_seed(&r->ops, seed ^ 0x6f70735f6c6f6164ull);
+	tdm_load_rng_seed(&fill, seed ^ 0x76616c75655f6c64ull);
+	if (r->verify_keys && tdm_load_verify_init(&r->verify, o->keys) != 0) {
 		fprintf(stderr, "tandem-load: --verify: out of memory for %" PRIu64 " keys\n",
 			o->keys);
 		return EXIT_FAILURE;
@@ -810,11 +803,11 @@ static int prepare(struct load_run *r, const struct tdm_load_opts *o)
 	return 0;
 }
 
-static void start_clock(struct load_run *r)
+static void start_clock(struct tdm_load_run *r)
 {
 	const struct tdm_load_opts *o = r->o;
 
-	r->t0 = r->tick_start = r->sec_start = now_ns();
+	r->t0 = r->tick_start = r->sec_start = tdm_load_now_ns();
 	r->measure_start = r->t0 + (uint64_t)(o->warmup * 1e9);
 	r->measuring = r->measure_start == r->t0;
 	r->run_end = o->count != 0 ? UINT64_MAX : r->measure_start + (uint64_t)(o->duration * 1e9);
@@ -822,7 +815,7 @@ static void start_clock(struct load_run *r)
 
 /* ---- Reporting ---- */
 
-static void describe_load(const struct load_run *r, char *buf, size_t cap)
+void tdm_load_writer_describe(const struct tdm_load_run *r, char *buf, size_t cap)
 {
 	const struct tdm_load_opts *o = r->o;
 	char rate[32];
@@ -835,12 +828,12 @@ static void describe_load(const struct load_run *r, char *buf, size_t cap)
 		 o->value_size);
 }
 
-static void print_start(const struct load_run *r)
+static void print_start(const struct tdm_load_run *r)
 {
 	const struct tdm_load_opts *o = r->o;
 	char load[96];
 
-	describe_load(r, load, sizeof(load));
+	tdm_load_writer_describe(r, load, sizeof(load));
 	if (o->n_attach > 1 || o->follow)
 		fprintf(stderr, "tandem-load: attached to %d node(s), writing to node %u (epoch %u)"
 			"%s: %s, %llu keys %s", o->n_attach, (unsigned)r->primary_id,
@@ -864,117 +857,77 @@ static void print_start(const struct load_run *r)
 	fputs("\n", stderr);
 }
 
-/* The figures of the report, computed once for the table and the JSON. */
+/* The single run's report: its figures and --follow's outage still going on. */
 struct load_report {
-	double secs, wps, mbps;
-	uint64_t ok, unsent;
-	uint64_t lat[6];    /**< p50 p90 p99 p99.9 p99.99 max, ns */
-	double mean;        /**< ns */
+	struct tdm_load_figures f;
 	uint64_t unavail_open; /**< --follow: the outage still going on when the run stopped, ns */
 };
 
-static const double report_pcts[5] = { 50, 90, 99, 99.9, 99.99 };
-static const char *const report_names[6] = { "p50", "p90", "p99", "p99.9", "p99.99", "max" };
-static const char *const report_json_names[6] = {
-	"p50", "p90", "p99", "p99_9", "p99_99", "max",
-};
-
-static void compute_report(const struct load_run *r, struct load_report *rep)
+void tdm_load_writer_figures(const struct tdm_load_run *r, struct tdm_load_figures *f)
 {
-	const struct load_counts *t = &r->total;
 	uint64_t end = r->stopped_at > r->measure_start ? r->stopped_at : r->measure_start;
 
-	rep->secs = (double)(end - r->measure_start) / 1e9;
-	rep->wps = rep->secs > 0 ? (double)t->writes / rep->secs : 0;
-	rep->mbps = rep->secs > 0 ? (double)t->bytes / rep->secs / 1e6 : 0;
-	rep->ok = t->writes - t->failed - t->degraded;
-	rep->unsent = 0;
+	f->secs = (double)(end - r->measure_start) / 1e9;
+	f->n = r->total;
+	f->unsent = 0;
 	if (r->o->rate != 0 && r->o->count == 0 && strcmp(r->stop_reason, "duration") == 0)
-		rep->unsent = due_before(r, r->run_end) - r->sent;
-	for (int i = 0; i < 5; i++)
-		rep->lat[i] = tdm_load_hist_percentile(&r->total_h, report_pcts[i]);
-	rep->lat[5] = r->total_h.max;
-	rep->mean = tdm_load_hist_mean(&r->total_h);
+		f->unsent = due_before(r, r->run_end) - r->sent;
+	f->hist = r->total_h;
+}
+
+static void compute_report(const struct tdm_load_run *r, struct load_report *rep)
+{
+	tdm_load_writer_figures(r, &rep->f);
 	rep->unavail_open = r->unavail_since != 0 && r->stopped_at > r->unavail_since ?
 			    r->stopped_at - r->unavail_since : 0;
 }
 
 /* --follow: failovers followed and each outage. */
-static void print_failovers(const struct load_run *r, const struct load_report *rep)
+static void print_failovers(const struct tdm_load_run *r, const struct load_report *rep)
 {
 	char buf[24], max[24];
 
 	printf("  failover    %llu followed; writes unavailable %s in total, %s at most",
-	       (unsigned long long)r->failovers, fmt_ns(buf, r->unavail_total),
-	       fmt_ns(max, r->unavail_max));
+	       (unsigned long long)r->failovers, tdm_load_fmt_ns(buf, r->unavail_total),
+	       tdm_load_fmt_ns(max, r->unavail_max));
 	if (r->n_outages != 0) {
 		printf(" (");
 		for (size_t i = 0; i < r->n_outages && i < 10; i++)
-			printf("%s%s", i != 0 ? ", " : "", fmt_ns(buf, r->outages[i]));
+			printf("%s%s", i != 0 ? ", " : "", tdm_load_fmt_ns(buf, r->outages[i]));
 		printf("%s)", r->n_outages > 10 ? ", ..." : "");
 	}
 	putchar('\n');
 	if (rep->unavail_open != 0)
 		printf("  no primary for the last %s of the run: that outage had not ended\n",
-		       fmt_ns(buf, rep->unavail_open));
+		       tdm_load_fmt_ns(buf, rep->unavail_open));
 }
 
-static void print_table(const struct load_run *r, const struct load_report *rep)
+static void print_table(const struct tdm_load_run *r, const struct load_report *rep)
 {
-	const struct load_counts *t = &r->total;
-	char buf[24], load[96];
+	char load[96];
 
-	describe_load(r, load, sizeof(load));
+	tdm_load_writer_describe(r, load, sizeof(load));
 	printf("tandem-load: %s; stopped by %s\n", load, r->stop_reason);
-	printf("  writes      %llu (%llu puts, %llu deletes) in %.3f s\n",
-	       (unsigned long long)t->writes, (unsigned long long)(t->writes - t->deletes),
-	       (unsigned long long)t->deletes, rep->secs);
-	printf("  throughput  %.0f writes/s, %.2f MB/s of keys and values\n", rep->wps, rep->mbps);
-	printf("  latency    ");
-	for (int i = 0; i < 6; i++)
-		printf(" %s %s ", report_names[i], fmt_ns(buf, rep->lat[i]));
-	printf(" mean %s\n", fmt_ns(buf, (uint64_t)rep->mean));
-	printf("  outcomes    ok %llu, degraded %llu, failed (timed out) %llu, back-pressure %llu, "
-	       "unsent %llu", (unsigned long long)rep->ok, (unsigned long long)t->degraded,
-	       (unsigned long long)t->failed, (unsigned long long)t->backpressure,
-	       (unsigned long long)rep->unsent);
-	if (r->o->follow)
-		printf(", failed (no primary) %llu", (unsigned long long)t->no_primary);
-	putchar('\n');
+	tdm_load_figures_table(&rep->f, "  ", r->o->follow);
 	if (r->o->follow)
 		print_failovers(r, rep);
-	if (rep->unsent != 0)
+	if (rep->f.unsent != 0)
 		printf("  the node did not keep up with %llu writes/s: %llu writes were still due "
 		       "when the time was up\n", (unsigned long long)r->o->rate,
-		       (unsigned long long)rep->unsent);
+		       (unsigned long long)rep->f.unsent);
 	if (r->total_h.clamped != 0)
 		printf("  %llu latencies above 100 s were counted as 100 s\n",
 		       (unsigned long long)r->total_h.clamped);
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", (unsigned char)*s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
-static void print_json_setup(const struct load_run *r)
+void tdm_load_writer_json_setup(const struct tdm_load_run *r)
 {
 	const struct tdm_load_opts *o = r->o;
 
 	printf("{\"target\":");
-	json_str(o->attach_dir != NULL ? "attach" : "config");
+	tdm_load_json_str(o->attach_dir != NULL ? "attach" : "config");
 	printf(",\"path\":");
-	json_str(o->attach_dir != NULL ? o->attach_dir : o->config_path);
+	tdm_load_json_str(o->attach_dir != NULL ? o->attach_dir : o->config_path);
 	printf(",\"level\":\"%s\",\"rate\":", tdm_level_name(r->level));
 	if (o->rate != 0)
 		printf("%llu", (unsigned long long)o->rate);
@@ -990,13 +943,13 @@ static void print_json_setup(const struct load_run *r)
 }
 
 /* --follow's figures (present without it too: no failovers, no outages). */
-static void print_json_follow(const struct load_run *r, const struct load_report *rep)
+static void print_json_follow(const struct tdm_load_run *r, const struct load_report *rep)
 {
 	printf(",\"follow\":%s,\"attach\":[", r->o->follow ? "true" : "false");
 	for (int i = 0; i < r->o->n_attach; i++) {
 		if (i != 0)
 			putchar(',');
-		json_str(r->o->attach_dirs[i]);
+		tdm_load_json_str(r->o->attach_dirs[i]);
 	}
 	printf("],\"no_primary\":%llu,\"failovers\":%llu,\"unavailable_ms\":[",
 	       (unsigned long long)r->total.no_primary, (unsigned long long)r->failovers);
@@ -1007,35 +960,23 @@ static void print_json_follow(const struct load_run *r, const struct load_report
 	       (double)r->unavail_total / 1e6, (double)rep->unavail_open / 1e6);
 }
 
-static void print_json(const struct load_run *r, const struct load_report *rep)
+static void print_json(const struct tdm_load_run *r, const struct load_report *rep)
 {
-	const struct load_counts *t = &r->total;
-
-	print_json_setup(r);
+	tdm_load_writer_json_setup(r);
 	print_json_follow(r, rep);
-	printf(",\"writes\":%llu,\"puts\":%llu,\"deletes\":%llu,\"bytes\":%llu,\"duration_s\":%.6f,"
-	       "\"writes_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_us\":{",
-	       (unsigned long long)t->writes, (unsigned long long)(t->writes - t->deletes),
-	       (unsigned long long)t->deletes, (unsigned long long)t->bytes, rep->secs, rep->wps,
-	       rep->mbps);
-	printf("\"min\":%.3f", r->total_h.count != 0 ? (double)r->total_h.min / 1e3 : 0.0);
-	for (int i = 0; i < 6; i++)
-		printf(",\"%s\":%.3f", report_json_names[i], (double)rep->lat[i] / 1e3);
-	printf(",\"mean\":%.3f},\"ok\":%llu,\"degraded\":%llu,\"failed\":%llu,\"backpressure\":%llu,"
-	       "\"unsent\":%llu,\"clamped\":%llu}\n", rep->mean / 1e3, (unsigned long long)rep->ok,
-	       (unsigned long long)t->degraded, (unsigned long long)t->failed,
-	       (unsigned long long)t->backpressure, (unsigned long long)rep->unsent,
-	       (unsigned long long)r->total_h.clamped);
+	putchar(',');
+	tdm_load_figures_json(&rep->f);
+	fputs("}\n", stdout);
 }
 
-static int write_plot(const struct load_run *r, FILE *f, const struct load_report *rep)
+static int write_plot(const struct tdm_load_run *r, FILE *f, const struct load_report *rep)
 {
 	char load[96], title[160];
 	struct tdm_load_plot p = {
-		.title = title, .span = rep->secs, .pts = r->pts, .n = r->n_pts,
+		.title = title, .span = rep->f.secs, .pts = r->pts, .n = r->n_pts,
 	};
 
-	describe_load(r, load, sizeof(load));
+	tdm_load_writer_describe(r, load, sizeof(load));
 	snprintf(title, sizeof(title), "tandem-load: %s (p50/p99/max per 100 ms)", load);
 	if (r->pts_short)
 		fprintf(stderr, "tandem-load: --plot: out of memory, the plot stops early\n");
@@ -1046,10 +987,85 @@ static int write_plot(const struct load_run *r, FILE *f, const struct load_repor
 	return 0;
 }
 
+/* ---- --spread's writers (load_spread.c) ---- */
+
+int tdm_load_writer_create(const struct tdm_load_opts *o, int index, struct tdm_load_run **out)
+{
+	struct tdm_load_run *r = calloc(1, sizeof(*r));
+	struct load_target *t;
+	struct tdm_status st;
+	int rc;
+
+	if ((*out = r) == NULL) {
+		fprintf(stderr, "tandem-load: out of memory\n");
+		return EXIT_FAILURE;
+	}
+	if ((rc = prepare(r, o, index)) != 0)
+		return rc;
+	r->level = o->level;
+	r->n_targets = 1;
+	t = &r->targets[0];
+	t->dir = o->attach_dirs[index];
+	if ((rc = attach_target(t, tdm_load_now_ns())) != 0 || (rc = tdm_status(t->node, &st)) != 0) {
+		fprintf(stderr, "tandem-load: --attach %s: %s\n", t->dir, tdm_strerror(rc));
+		if (tdm_ctl_errmsg() != NULL)
+			fprintf(stderr, "  %s\n", tdm_ctl_errmsg());
+		return EXIT_FAILURE;
+	}
+	if (st.mode != TDM_MODE_MULTI_PRIMARY) {
+		fprintf(stderr, "tandem-load: --spread: node %u (%s) runs primary-replica, where "
+			"only the primary takes writes; --spread is for multi-primary nodes\n",
+			(unsigned)t->id, t->dir);
+		return EXIT_FAILURE;
+	}
+	r->node = t->node;
+	r->primary_id = t->id;
+	snprintf(r->label, sizeof(r->label), "node %u: ", (unsigned)t->id);
+	return 0;
+}
+
+int tdm_load_writer_run(struct tdm_load_run *r)
+{
+	int rc;
+
+	start_clock(r);
+	if ((rc = run(r)) != 0) { /* its figures run to here */
+		r->stopped_at = tdm_load_now_ns();
+		r->stop_reason = "error";
+	}
+	return rc;
+}
+
+uint16_t tdm_load_writer_node(const struct tdm_load_run *r)
+{
+	return r->primary_id;
+}
+
+const char *tdm_load_writer_stopped(const struct tdm_load_run *r)
+{
+	return r->stop_reason;
+}
+
+void tdm_load_writer_destroy(struct tdm_load_run *r)
+{
+	if (r == NULL)
+		return;
+	if (r->n_targets == 0)
+		tdm_node_close(r->node); /* --config; attached nodes are targets */
+	for (int i = 0; i < r->n_targets; i++)
+		tdm_node_close(r->targets[i].node);
+	free(r->pts);
+	free(r->outages);
+	free(r->batch);
+	free(r->value);
+	tdm_load_verify_free(&r->verify);
+	free(r);
+}
+
 /* ---- main ---- */
 
 /* --verify: read every acknowledged key back from the node that is primary now. */
-static int verify_writes(struct load_run *r)
+static int verify_writes(struct tdm_load_run *r)
 {
 	FILE *out = r->o->json ? stderr : stdout;
 	const char *dir = r->o->config_path != NULL ? NULL : r->o->attach_dir;
@@ -1058,7 +1074,7 @@ static int verify_writes(struct load_run *r)
 	long lost;
 
 	if (r->n_targets != 0) {
-		int p = find_primary(r, now_ns(), &epoch);
+		int p = find_primary(r, tdm_load_now_ns(), &epoch);
 		dir = p >= 0 ? r->targets[p].dir : dir;
 	}
 	if (dir == NULL) {
@@ -1077,10 +1093,10 @@ static int verify_writes(struct load_run *r)
 	return lost ? EXIT_FAILURE : 0;
 }
 
-static int load_main(struct tdm_load_opts *o, struct load_run *r, FILE *plot)
+static int load_main(struct tdm_load_opts *o, struct tdm_load_run *r, FILE *plot)
 {
 	struct load_report rep;
-	int rc = prepare(r, o);
+	int rc = prepare(r, o, -1);
 
 	if (rc == 0)
 		rc = o->attach_dir != NULL ? open_attach(r, o) : open_config(r, o);
@@ -1107,12 +1123,19 @@ int main(int argc, char **argv)
 	struct tdm_load_opts o;
 	struct sigaction sa = { .sa_handler = on_signal };
 	FILE *plot = NULL;
-	struct load_run *r;
+	struct tdm_load_run *r;
 	int rc = tdm_load_opts_parse(argc, argv, &o);
 
 	if (rc != 0) {
 		free(o.sets);
 		return rc < 0 ? EXIT_SUCCESS : rc;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (o.spread) {
+		rc = tdm_load_spread_main(&o);
+		free(o.sets);
+		return rc;
 	}
 	if (o.plot_path != NULL && (plot = fopen(o.plot_path, "w")) == NULL) {
 		fprintf(stderr, "tandem-load: --plot %s: %s\n", o.plot_path, strerror(errno));
@@ -1124,25 +1147,14 @@ int main(int argc, char **argv)
 		free(o.sets);
 		return EXIT_FAILURE;
 	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	rc = load_main(&o, r, plot);
 	if (rc != 0 && plot != NULL)
 		fclose(plot);
-	if (r->n_targets == 0)
-		tdm_node_close(r->node); /* --config; attached nodes are targets */
-	for (int i = 0; i < r->n_targets; i++)
-		tdm_node_close(r->targets[i].node);
 	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
 		perror("tandem-load: writing the report");
 		rc = EXIT_FAILURE;
 	}
-	free(r->pts);
-	free(r->outages);
-	free(r->batch);
-	free(r->value);
-	tdm_load_verify_free(&r->verify);
-	free(r);
+	tdm_load_writer_destroy(r);
 	free(o.sets);
 	return rc;
 }

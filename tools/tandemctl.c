@@ -2,7 +2,8 @@
  * tandemctl: the operator's command-line tool for a tandem node.
  *
  * It shows a running node's status and reads its store (`tandemctl status|get|digest`,
- * ctl_node.c), moves the primary by hand and injects link faults (`tandemctl switchover|
+ * ctl_node.c), lists a multi-primary node's latest conflicts (`tandemctl conflicts`,
+ * ctl_conflicts.c), moves the primary by hand and injects link faults (`tandemctl switchover|
  * promote|cut|heal`, ctl_failover.c), and inspects a log directory offline (`tandemctl log
  * verify|dump`, ctl_log.c). A new command adds one row to top_cmds below and a file of its
  * own.
@@ -231,6 +232,8 @@ static const struct tdm_ctl_cmd top_cmds[] = {
 	{ "status", "a running node's positions, lag, rates and peers", tdm_ctl_status_run },
 	{ "get", "read a key from a running node's store", tdm_ctl_get_run },
 	{ "digest", "the digest of a running node's store", tdm_ctl_digest_run },
+	{ "conflicts", "a multi-primary node's latest conflicts (writes that lost)",
+	  tdm_ctl_conflicts_run },
 	{ "switchover", "planned switchover: the primary hands over to a replica",
 	  tdm_ctl_switchover_run },
 	{ "promote", "manual failover: a replica runs an election now", tdm_ctl_promote_run },
