@@ -260,7 +260,7 @@ static int send_fragment(struct tdm_dp_sender *s)
 
 /* Pack the held record and those after it into p (room bytes). @return bytes used. */
 static uint32_t pack_records(struct tdm_dp_sender *s, uint8_t *p, uint32_t room,
-			     uint64_t window_end)
+			     uint64_t window_end, uint64_t limit)
 {
 	uint32_t off = 0;
 
@@ -269,6 +269,8 @@ static uint32_t pack_records(struct tdm_dp_sender *s, uint8_t *p, uint32_t room,
 		uint32_t len = s->rec.hdr->length;
 		uint64_t span = tdm_dp_span_of(len);
 
+		if (pos + span > limit)
+			break; /* durable_only: not on our disk yet */
 		if (pos > s->next) { /* a PAD in our log: send its stand-in */
 			if (off + TDM_DP_PAD_ITEM_SIZE > room)
 				break;
@@ -292,10 +294,13 @@ static uint32_t pack_records(struct tdm_dp_sender *s, uint8_t *p, uint32_t room,
 static int send_one(struct tdm_dp_sender *s)
 {
 	uint64_t window_end = s->st.acked + s->window;
+	uint64_t limit = s->cfg.durable_only ? tdm_log_durable(s->log) : UINT64_MAX;
 	struct tdm_dp_buf *b;
 	uint64_t from = s->next;
 	uint32_t used;
 
+	if (s->next >= limit)
+		return 0;
 	if (s->next >= window_end) {
 		if (hold_next(s) == 0)
 			s->st.window_stalls++;
@@ -303,13 +308,14 @@ static int send_one(struct tdm_dp_sender *s)
 	}
 	if (s->held && (s->frag_off || (s->rec.hdr->position == s->next &&
 	    tdm_dp_span_of(s->rec.hdr->length) > s->dp->max_payload)))
-		return send_fragment(s);
+		return s->frag_off || s->next + tdm_dp_span_of(s->rec.hdr->length) <= limit ?
+		       send_fragment(s) : 0;
 	if (hold_next(s) != 0)
 		return 0;
 	b = tdm_dp_frame_start(s->dp, s->cfg.peer, TDM_DP_DATA, s->cfg.stream);
 	if (!b)
 		return 0;
-	used = pack_records(s, b->data + TDM_DP_HDR_SIZE, s->dp->max_payload, window_end);
+	used = pack_records(s, b->data + TDM_DP_HDR_SIZE, s->dp->max_payload, window_end, limit);
 	if (!used) {
 		tdm_dp_buf_free(s->dp->t, b);
 		return 0;

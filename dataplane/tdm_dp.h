@@ -338,6 +338,9 @@ struct tdm_dp_sender_config {
 	uint64_t link_timeout_ns; /**< nothing heard from the peer for this long: link down;
 	                               0 = 500 ms */
 	uint32_t initial_window;  /**< bytes we may send before the first STATUS; 0 = 256 KiB */
+	bool durable_only;        /**< send only what is durable in our log: a receiver never
+	                               holds records we could lose in a crash (multi-primary,
+	                               where nobody else can give them back to us) */
 };
 
 void tdm_dp_sender_config_defaults(struct tdm_dp_sender_config *cfg);

@@ -212,6 +212,8 @@ static int stream_from(struct tdm_node *n, struct eng_replica *r, uint64_t from)
 		sc.peer = r->id;
 		sc.stream = ENG_STREAM_LOG;
 		sc.from = from;
+		/* Multi-primary: a peer's copy must stay a prefix of our log after we crash. */
+		sc.durable_only = n->multi;
 		rc = tdm_dp_sender_add(n->dp, &sc, n->log, &r->sender);
 	}
 	if (rc)
