@@ -173,69 +173,46 @@ static bool record_ok(const uint8_t *p, uint32_t span, uint64_t pos)
 	return true;
 }
 
-/* Hand the checked records [p, p + n) (nrecs of them) at r->expected to the log or, one by
- * one, to the consumer, and move expected past what was taken; *recs counts it.
+/* Something at `expected` (span bytes) was refused: count it, ask again soon with a window
+ * of just that much (back-pressure, or a filter that will take it later). */
+static void refuse(struct tdm_dp_receiver *r, uint64_t span)
+{
+	r->st.refused++;
+	r->nak_due = r->refusing = true;
+	r->refused_span = (uint32_t)span;
+}
+
+/* Hand the checked records [p, p + n) (nrecs of them) at r->expected to the consumer one by one
+ * and/or to the log (a consumer beside a log is its filter: the log takes the records before
+ * the first one it refuses), and move expected past what was taken; *recs counts it.
  * @return true when all was taken (the log may refuse all, the consumer stop part way). */
 static bool flush_run(struct tdm_dp_receiver *r, const uint8_t *p, uint32_t n, uint32_t nrecs,
 		      uint64_t *recs)
 {
-	uint32_t off = 0;
+	uint32_t take = n, took = nrecs;
 
-	if (r->cfg.log && n) {
-		uint32_t take = n, took = 0;
-
-		/* A filter sees each record first; the log takes those before one it refuses. */
-		for (uint32_t at = 0; r->cfg.on_record && at < n;) {
+	if (r->cfg.on_record) {
+		for (take = took = 0; take < n; took++) {
 			struct tdm_log_rec rec;
 
-			rec.hdr = (const struct tdm_log_rec_hdr *)(p + at);
-			rec.key = p + at + TDM_LOG_REC_HDR_SIZE;
+			rec.hdr = (const struct tdm_log_rec_hdr *)(p + take);
+			rec.key = p + take + TDM_LOG_REC_HDR_SIZE;
 			rec.value = rec.key + rec.hdr->key_len;
 			if (r->cfg.on_record(r->cfg.ctx, &rec) != 0) {
-				take = at;
+				refuse(r, tdm_dp_span_of(rec.hdr->length));
 				break;
 			}
-			at += tdm_dp_span_of(rec.hdr->length);
-			took++;
+			take += tdm_dp_span_of(rec.hdr->length);
 		}
-		if (take < n) {
-			const struct tdm_log_rec_hdr *h = (const void *)(p + take);
-
-			r->st.refused++;
-			r->nak_due = r->refusing = true;
-			r->refused_span = tdm_dp_span_of(h->length);
-			if (take && tdm_log_append_at(r->cfg.log, r->expected, p, take) == 0) {
-				r->expected += take;
-				*recs += took;
-			}
-			return false;
-		}
-		if (tdm_log_append_at(r->cfg.log, r->expected, p, n) != 0) {
-			r->st.refused++; /* back-pressure: ask again soon */
-			r->nak_due = r->refusing = true;
-			r->refused_span = n;
-			return false;
-		}
-		off = n;
-		*recs += nrecs;
 	}
-	while (off < n) {
-		struct tdm_log_rec rec;
-
-		rec.hdr = (const struct tdm_log_rec_hdr *)(p + off);
-		rec.key = p + off + TDM_LOG_REC_HDR_SIZE;
-		rec.value = rec.key + rec.hdr->key_len;
-		if (r->cfg.on_record(r->cfg.ctx, &rec) != 0) {
-			r->st.refused++;
-			r->nak_due = r->refusing = true;
-			r->refused_span = tdm_dp_span_of(rec.hdr->length);
-			break;
-		}
-		off += tdm_dp_span_of(rec.hdr->length);
-		(*recs)++;
+	if (r->cfg.log && take && tdm_log_append_at(r->cfg.log, r->expected, p, take) != 0) {
+		if (take == n)
+			refuse(r, n); /* back-pressure (a filter's refusal is counted already) */
+		return false;
 	}
-	r->expected += off;
-	return off == n;
+	r->expected += take;
+	*recs += took;
+	return take == n;
 }
 
 static bool deliver_pad(struct tdm_dp_receiver *r, uint64_t pad_pos, uint64_t span)
@@ -243,9 +220,7 @@ static bool deliver_pad(struct tdm_dp_receiver *r, uint64_t pad_pos, uint64_t sp
 	if (pad_pos != r->expected)
 		return false;
 	if (r->cfg.log && tdm_log_pad_at(r->cfg.log, pad_pos, span) != 0) {
-		r->st.refused++;
-		r->nak_due = r->refusing = true;
-		r->refused_span = (uint32_t)span;
+		refuse(r, span);
 		return false;
 	}
 	r->expected += span;
