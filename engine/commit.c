@@ -46,7 +46,7 @@ static int append(struct tdm_node *n, uint8_t type, const void *key, uint32_t kl
 	/* Multi-primary: the node's hybrid logical clock orders this write after everything the
 	 * node has seen (last-writer-wins compares these stamps). */
 	if (s->mode == TDM_MODE_MULTI_PRIMARY)
-		e.hlc = tdm_hlc_now(&s->hlc, e.hlc + s->clock_skew_ns);
+		e.hlc = tdm_hlc_now(&s->hlc, eng_multi_clock(n));
 
 	if (n->shm->role != TDM_ROLE_PRIMARY)
 		return not_primary(n);

@@ -271,6 +271,13 @@ struct eng_upstream {
 	char refused[160];
 };
 
+/* Tombstone purge: every record of one log below `pos` is applied once apply reaches it, and
+ * then nothing of that origin older than `hlc` (less a slack) can still come. */
+struct eng_floor {
+	uint64_t pos, hlc;              /**< the checkpoint being waited for */
+	uint64_t floor;                 /**< hlc below which this origin is wholly applied */
+};
+
 /*
  * Multi-primary (multi.c): our copy of one peer's origin. Its records keep the peer's
  * positions in DATA_DIR/origin-<id>/ (the receiver in log mode, with a filter that observes each
@@ -290,14 +297,8 @@ struct eng_origin {
 	uint64_t refused_logged_ns;     /**< and when */
 	int64_t clock_offset_ns;        /**< newest record's hlc minus our clock at receipt */
 	uint64_t last_hlc, last_end;    /**< newest record taken: its hlc and where it ends */
+	struct eng_floor floor;         /**< tombstone purge bound of this origin */
 	char refused[160];              /**< the peer's reason (FAILED) */
-};
-
-/* Tombstone purge: every record of one log below `pos` is applied once apply reaches it, and
- * then nothing of that origin older than `hlc` (less a slack) can still come. */
-struct eng_floor {
-	uint64_t pos, hlc;              /**< the checkpoint being waited for */
-	uint64_t floor;                 /**< hlc below which this origin is wholly applied */
 };
 
 struct eng_worker {
@@ -347,7 +348,7 @@ struct tdm_node {
 	bool multi;
 	struct eng_origin origins[TDM_MAX_PEERS];
 	int n_origins;
-	struct eng_floor own_floor, floors[TDM_MAX_PEERS];
+	struct eng_floor own_floor;    /**< tombstone purge bound of our own origin */
 	uint64_t last_tick_ns, last_tick_tail, last_purge_ns, purge_hlc;
 	/* tail samples (engine thread) */
 	uint64_t *sample_pos, *sample_ns;

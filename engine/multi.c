@@ -270,8 +270,8 @@ static void purge(struct tdm_node *n, uint64_t now)
 	for (int i = 0; i < n->n_origins; i++) {
 		struct eng_origin *o = &n->origins[i];
 
-		advance_floor(&n->floors[i], tdm_apply_applied(o->apply), o->last_end, o->last_hlc);
-		bound = n->floors[i].floor < bound ? n->floors[i].floor : bound;
+		advance_floor(&o->floor, tdm_apply_applied(o->apply), o->last_end, o->last_hlc);
+		bound = o->floor.floor < bound ? o->floor.floor : bound;
 	}
 	if (bound <= PURGE_SLACK_NS || bound - PURGE_SLACK_NS <= n->purge_hlc)
 		return;
