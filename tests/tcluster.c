@@ -596,3 +596,20 @@ void tc_destroy(struct tc_cluster *c)
 	if (running == c)
 		running = NULL;
 }
+
+int tc_args(int argc, char **argv, const char *prog, enum tdm_dp_backend *backend,
+	    const char **tandemd)
+{
+	if (argc < 3 || tdm_dp_backend_parse(argv[1], backend) != 0) {
+		fprintf(stderr, "usage: %s udp|dpdk TANDEMD [TEST-NAME-FILTER]\n", prog);
+		return 2;
+	}
+	*tandemd = argv[2];
+#ifndef TDM_HAVE_DPDK
+	if (*backend == TDM_DP_BACKEND_DPDK) {
+		fprintf(stderr, "this build has no DPDK: skipped\n");
+		return 77;
+	}
+#endif
+	return 0;
+}

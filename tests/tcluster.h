@@ -54,6 +54,11 @@ struct tc_cluster {
 	bool dpdk;
 };
 
+/** The arguments of a cluster test: "udp|dpdk TANDEMD [TEST-NAME-FILTER]" (prog names it in
+ *  the usage line; the caller hands argv[3] to cmocka). @return 0; 2 usage error (said on
+ *  stderr); 77 dpdk in a build without DPDK (skipped, said). */
+int tc_args(int argc, char **argv, const char *prog, enum tdm_dp_backend *backend,
+	    const char **tandemd);
 /** Write configurations. @return 0, or 77 when the backend cannot run here (dpdk not built). */
 int tc_create(struct tc_cluster *c, const char *tandemd, const struct tc_opts *o,
 	      const char *tag);

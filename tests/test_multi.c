@@ -699,18 +699,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_clock, teardown),
 		cmocka_unit_test_teardown(test_majority, teardown),
 	};
+	int rc = tc_args(argc, argv, "test_multi", &backend, &tandemd);
 
-	if (argc < 3 || tdm_dp_backend_parse(argv[1], &backend) != 0) {
-		fprintf(stderr, "usage: test_multi udp|dpdk TANDEMD [test-name-filter]\n");
-		return 2;
-	}
-	tandemd = argv[2];
-#ifndef TDM_HAVE_DPDK
-	if (backend == TDM_DP_BACKEND_DPDK) {
-		fprintf(stderr, "this build has no DPDK: skipped\n");
-		return 77;
-	}
-#endif
+	if (rc)
+		return rc;
 	if (argc > 3)
 		cmocka_set_test_filter(argv[3]);
 	return cmocka_run_group_tests_name(argv[1], tests, NULL, NULL);

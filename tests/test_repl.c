@@ -516,18 +516,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_kill, teardown),
 		cmocka_unit_test_teardown(test_levels, teardown),
 	};
+	int rc = tc_args(argc, argv, "test_repl", &backend, &tandemd);
 
-	if (argc < 3 || tdm_dp_backend_parse(argv[1], &backend)) {
-		fprintf(stderr, "usage: test_repl udp|dpdk TANDEMD [TEST-NAME-FILTER]\n");
-		return 2;
-	}
-	tandemd = argv[2];
-#ifndef TDM_HAVE_DPDK
-	if (backend == TDM_DP_BACKEND_DPDK) {
-		fprintf(stderr, "this build has no DPDK: skipped\n");
-		return 77;
-	}
-#endif
+	if (rc)
+		return rc;
 	if (argc > 3)
 		cmocka_set_test_filter(argv[3]);
 	return cmocka_run_group_tests_name(argv[1], all, NULL, NULL);
